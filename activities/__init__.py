@@ -1,0 +1,1 @@
+"""Activities: the side effects of jobs, grouped by what they depend on."""

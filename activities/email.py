@@ -1,0 +1,125 @@
+"""Email activities: render a template, send it over SMTP once per idempotency key."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import aiosmtplib
+import jinja2
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from offload import mail
+from offload.db import QUERIES, Pool
+from offload.models import EmailJob, EmailResult
+from offload.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SmtpTransientError(Exception):
+    """A 4xx answer or a lost connection: worth another attempt."""
+
+
+def permanent(error_type: str, message: str) -> ApplicationError:
+    """A failure that no retry can heal: the job stops (and is dead-lettered) at once."""
+    return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+def classify_smtp_error(err: Exception) -> Exception:
+    """Map an aiosmtplib error to a retryable error or a non-retryable `ApplicationError`.
+
+    5xx means the server will never take this message; 4xx and connection errors may heal.
+    """
+    if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
+        refusals = err.recipients
+        code = min((r.code for r in refusals), default=0)
+        reasons = "; ".join(f"{r.code} {r.message}" for r in refusals)
+        if code >= 500:
+            return permanent("SmtpPermanentError", f"recipient refused: {reasons}")
+        return SmtpTransientError(f"recipient deferred: {reasons}")
+    if isinstance(err, aiosmtplib.SMTPResponseException):
+        text = f"SMTP {err.code} {err.message}"
+        if 500 <= err.code < 600:
+            return permanent("SmtpPermanentError", text)
+        return SmtpTransientError(text)
+    # SMTPServerDisconnected, SMTPConnectError, timeouts and socket errors.
+    return SmtpTransientError(f"SMTP connection failed: {type(err).__name__}: {err}")
+
+
+class EmailActivities:
+    """Activities that send email; the worker builds one with its settings and pool."""
+
+    def __init__(self, settings: Settings, pool: Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+
+    def smtp_client(self) -> aiosmtplib.SMTP:
+        """A client for the configured SMTP server (not yet connected)."""
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            start_tls=s.smtp_starttls,
+            timeout=s.smtp_timeout_seconds,
+        )
+
+    @activity.defn
+    async def send_email(self, job: EmailJob) -> EmailResult:
+        """Send `job` unless its idempotency key is in `email_log` already.
+
+        The `Message-ID` comes from the key, so if the worker dies between sending and
+        logging, the one extra copy a retry sends carries the same `Message-ID`.
+        """
+        found = await self.pool.fetchrow(QUERIES.find_email_log, job.idempotency_key)
+        if found is not None:
+            return EmailResult(
+                status="already_sent",
+                message_id=found["message_id"],
+                to=found["recipient"],
+                sent_at=found["sent_at"],
+            )
+        try:
+            to = mail.check_address(job.to)
+        except mail.InvalidAddressError as err:
+            raise permanent("InvalidEmailAddress", str(err)) from None
+        try:
+            rendered = mail.render(job.template, job.data)
+        except mail.UnknownTemplateError as err:
+            raise permanent("UnknownTemplate", str(err)) from None
+        except jinja2.TemplateError as err:
+            raise permanent("TemplateError", f"template {job.template!r}: {err}") from None
+
+        message_id = mail.message_id(job.idempotency_key, self.settings.mail_from)
+        sent_at = datetime.now(UTC)
+        message = mail.build_message(
+            rendered,
+            mail_from=self.settings.mail_from,
+            to=to,
+            message_id=message_id,
+            date=sent_at,
+            idempotency_key=job.idempotency_key,
+        )
+        try:
+            async with self.smtp_client() as smtp:
+                await smtp.send_message(message)
+        except aiosmtplib.SMTPException as err:
+            raise classify_smtp_error(err) from err
+        except OSError as err:
+            raise classify_smtp_error(err) from err
+
+        await self.pool.execute(
+            QUERIES.insert_email_log,
+            job.idempotency_key,
+            message_id,
+            to,
+            job.template,
+            activity.info().workflow_id,
+            sent_at,
+        )
+        # The template name and key only: addresses are personal data and stay out of logs.
+        log.info("sent %s email %s", job.template, job.idempotency_key)
+        return EmailResult(status="sent", message_id=message_id, to=to, sent_at=sent_at)

@@ -1,0 +1,1 @@
+"""Offload: durable background jobs for Python on Temporal."""

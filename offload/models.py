@@ -1,0 +1,73 @@
+"""Job inputs and outputs: the one place each type that crosses Temporal is defined.
+
+Workflows import this module through `workflow.unsafe.imports_passed_through()`, so it
+imports only the standard library and pydantic. New fields always get defaults, so
+histories recorded before they existed still replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class RetryConfig(BaseModel):
+    """Exponential backoff of a job's activities (the starter fills it from settings)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    initial_interval_seconds: float = Field(1.0, gt=0)
+    backoff_coefficient: float = Field(2.0, ge=1)
+    maximum_interval_seconds: float = Field(60.0, gt=0)
+    maximum_attempts: int = Field(5, ge=1)
+
+    @property
+    def initial_interval(self) -> timedelta:
+        return timedelta(seconds=self.initial_interval_seconds)
+
+    @property
+    def maximum_interval(self) -> timedelta:
+        return timedelta(seconds=self.maximum_interval_seconds)
+
+
+def content_key(*parts: Any) -> str:
+    """A stable key for content: the same parts always give the same 32 hex digits."""
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class EmailJob(BaseModel):
+    """One email to send: a template rendered with `data`, to one recipient.
+
+    `idempotency_key` names the email: the same key is sent at most once. When none is
+    given, it is derived from the content, so queueing the same email twice sends it once.
+    """
+
+    to: str = Field(min_length=1, max_length=320)
+    template: str = Field(min_length=1, max_length=100)
+    data: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str = Field("", max_length=200)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @model_validator(mode="after")
+    def _derive_key(self) -> EmailJob:
+        if not self.idempotency_key:
+            self.idempotency_key = content_key(self.to, self.template, self.data)
+        return self
+
+    @property
+    def workflow_id(self) -> str:
+        return f"email-{self.idempotency_key}"
+
+
+class EmailResult(BaseModel):
+    """What became of an email: sent now, or found already sent under its key."""
+
+    status: Literal["sent", "already_sent"]
+    message_id: str
+    to: str
+    sent_at: datetime

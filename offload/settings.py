@@ -1,0 +1,120 @@
+"""Settings: every command and process reads its configuration from one `Settings` object."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from offload.models import RetryConfig
+
+DEV_POSTGRES_PORT = 5433
+
+
+class Settings(BaseSettings):
+    """Configuration from environment variables (and a `.env` file, if present).
+
+    The names are the ones of DESIGN.md; Offload's own tuning knobs start with `OFFLOAD_`.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    # Temporal
+    temporal_address: str = Field("localhost:7233", validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
+    temporal_tls_cert: Path | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: Path | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
+    temporal_ui_url: str = Field("http://localhost:8233", validation_alias="TEMPORAL_UI_URL")
+
+    # PostgreSQL: unset means the embedded server of `offload dev`.
+    database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
+
+    # SMTP
+    smtp_host: str = Field("localhost", validation_alias="SMTP_HOST")
+    smtp_port: int = Field(1025, validation_alias="SMTP_PORT", ge=1, le=65535)
+    smtp_username: str | None = Field(None, validation_alias="SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(None, validation_alias="SMTP_PASSWORD")
+    smtp_starttls: bool = Field(False, validation_alias="SMTP_STARTTLS")
+    smtp_timeout_seconds: float = Field(10.0, validation_alias="SMTP_TIMEOUT_SECONDS", gt=0)
+    mail_from: str = Field("Offload <noreply@offload.localhost>", validation_alias="MAIL_FROM")
+
+    # Security
+    encryption_key: SecretStr | None = Field(None, validation_alias="OFFLOAD_ENCRYPTION_KEY")
+    api_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_API_TOKEN")
+
+    # Where `offload dev` keeps its data and where report files go.
+    data_dir: Path = Field(Path(".offload"), validation_alias="OFFLOAD_DATA_DIR")
+    dev_postgres_port: int = Field(DEV_POSTGRES_PORT, validation_alias="OFFLOAD_DEV_POSTGRES_PORT")
+
+    # Task queues: a prefix lets several environments (or tests) share one namespace.
+    task_queue_prefix: str = Field("", validation_alias="OFFLOAD_TASK_QUEUE_PREFIX")
+
+    # Retries of job activities (exponential backoff).
+    retry_initial_interval_seconds: float = Field(
+        1.0, validation_alias="OFFLOAD_RETRY_INITIAL_INTERVAL_SECONDS", gt=0
+    )
+    retry_backoff_coefficient: float = Field(
+        2.0, validation_alias="OFFLOAD_RETRY_BACKOFF_COEFFICIENT", ge=1
+    )
+    retry_maximum_interval_seconds: float = Field(
+        60.0, validation_alias="OFFLOAD_RETRY_MAXIMUM_INTERVAL_SECONDS", gt=0
+    )
+    retry_maximum_attempts: int = Field(5, validation_alias="OFFLOAD_RETRY_MAXIMUM_ATTEMPTS", ge=1)
+
+    # Worker tuning
+    worker_grace_seconds: float = Field(30.0, validation_alias="OFFLOAD_WORKER_GRACE_SECONDS", ge=0)
+    email_rate_limit_per_second: float | None = Field(
+        None, validation_alias="OFFLOAD_EMAIL_RATE_LIMIT_PER_SECOND", gt=0
+    )
+    reports_max_concurrent_activities: int = Field(
+        2, validation_alias="OFFLOAD_REPORTS_MAX_CONCURRENT_ACTIVITIES", ge=1
+    )
+
+    @property
+    def retry(self) -> RetryConfig:
+        """The retry policy of job activities, as the job inputs carry it."""
+        return RetryConfig(
+            initial_interval_seconds=self.retry_initial_interval_seconds,
+            backoff_coefficient=self.retry_backoff_coefficient,
+            maximum_interval_seconds=self.retry_maximum_interval_seconds,
+            maximum_attempts=self.retry_maximum_attempts,
+        )
+
+    @property
+    def worker_grace_period(self) -> timedelta:
+        return timedelta(seconds=self.worker_grace_seconds)
+
+    @property
+    def dev_database_url(self) -> str:
+        """The DSN of the embedded PostgreSQL that `offload dev` runs."""
+        return f"postgresql://offload@127.0.0.1:{self.dev_postgres_port}/offload"
+
+    @property
+    def dsn(self) -> str:
+        """The app database's DSN: `DATABASE_URL`, or the embedded server's."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.dev_database_url
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that reproduce these settings in another process (a worker, say)."""
+        env: dict[str, str] = {}
+        for name, info in type(self).model_fields.items():
+            if name not in self.model_fields_set or not isinstance(info.validation_alias, str):
+                continue
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[info.validation_alias] = (
+                str(value).lower() if isinstance(value, bool) else str(value)
+            )
+        return env
+
+    def uses_own(self, name: str) -> bool:
+        """Whether the variable `name` was set, so `offload dev` must not start its own service."""
+        return name in self.model_fields_set

@@ -1,0 +1,1 @@
+"""Starters: the `offload` CLI and the functions that start, query and manage workflows."""

@@ -1,0 +1,81 @@
+"""The `offload` command line: one subcommand per task, each an async function of its args."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from offload.devstack import PortInUseError
+from offload.settings import Settings
+from starters import db, demo, dev, email, worker
+from starters.console import CommandError, fail
+
+COMMAND_MODULES = [dev, demo, worker, db, email]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="offload",
+        description="Durable background jobs on Temporal. Settings come from environment "
+        "variables (see README).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.add_commands(commands)
+    return parser
+
+
+async def run(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run its command; return the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # aiosmtpd logs every SMTP line, addresses included; the sink prints its own summary.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    try:
+        settings = Settings()
+        code: int = await args.handler(args, settings)
+        return code
+    except CommandError as err:
+        fail(str(err))
+        return 2
+    except ValidationError as err:
+        fail(f"invalid settings or input:\n{err}")
+        return 2
+    except PortInUseError as err:
+        fail(str(err))
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `offload` script.
+
+    It leaves with `os._exit`: a process that used a Temporal client can crash in the
+    interpreter's finalisation (sdk-python issue 300) and turn success into exit 134.
+    """
+    try:
+        code = asyncio.run(run(argv))
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""`offload dev`: the whole system on embedded services, until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from temporalio.client import Client
+
+from offload import queues
+from offload.db import Pool, create_pool, migrate
+from offload.devstack import DevStack
+from offload.settings import Settings
+from offload.temporal import connect
+from starters.worker import stop_on_signals
+from workers.main import build_workers, run_workers
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def running_stack(settings: Settings) -> AsyncIterator[tuple[DevStack, Client, Pool]]:
+    """Start the embedded services, migrate, connect; stop everything on the way out."""
+    stack = DevStack(settings)
+    await stack.start()
+    try:
+        pool = await create_pool(settings)
+        try:
+            for name in await migrate(pool):
+                print(f"migrated  {name}")
+            client = await connect(settings)
+            yield stack, client, pool
+        finally:
+            await pool.close()
+    finally:
+        stack.stop()
+
+
+async def dev_command(args: argparse.Namespace, settings: Settings) -> int:
+    stop = stop_on_signals()
+    async with running_stack(settings) as (_stack, client, pool):
+        workers = build_workers(client, settings, pool, list(queues.BY_KIND))
+        print(f"worker    polling {', '.join(w.task_queue for w in workers)}")
+        print("ready: press Ctrl-C to stop everything")
+        await run_workers(workers, stop)
+    print("stopped")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "dev",
+        help="run the whole system on embedded services",
+        description="Start the Temporal dev server (Web UI on 8233), PostgreSQL and an SMTP sink "
+        "with their data under OFFLOAD_DATA_DIR, migrate, and run the worker until Ctrl-C. "
+        "Services whose variables are set (TEMPORAL_ADDRESS, DATABASE_URL, SMTP_HOST) are used "
+        "instead of starting them.",
+    )
+    parser.set_defaults(handler=dev_command)

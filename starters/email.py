@@ -1,0 +1,89 @@
+"""`offload send-email`: queue one templated email as a `SendEmailWorkflow`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import jinja2
+from temporalio.client import Client, WorkflowHandle
+
+from offload import mail
+from offload.models import EmailJob, EmailResult
+from offload.settings import Settings
+from offload.temporal import connect
+from starters.console import CommandError, print_json
+from starters.jobs import start_job, workflow_ui_url
+from workflows.email import SendEmailWorkflow
+
+
+def validate_email_job(job: EmailJob) -> None:
+    """Check what the activity would refuse, before anything starts.
+
+    Raises:
+        CommandError: an invalid address, an unknown template, or data the template lacks.
+    """
+    try:
+        mail.check_address(job.to)
+        mail.render(job.template, job.data)
+    except (mail.InvalidAddressError, mail.UnknownTemplateError) as err:
+        raise CommandError(str(err)) from None
+    except jinja2.TemplateError as err:
+        raise CommandError(f"--data does not fit template {job.template!r}: {err}") from None
+
+
+async def enqueue_email(
+    client: Client, settings: Settings, job: EmailJob
+) -> WorkflowHandle[SendEmailWorkflow, EmailResult]:
+    """Queue `job`; the same idempotency key queued twice is one workflow and one email."""
+    return await start_job(
+        client, settings, SendEmailWorkflow.run, job, workflow_id=job.workflow_id
+    )
+
+
+def parse_data(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CommandError(f"--data is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise CommandError('--data must be a JSON object, like \'{"name": "Ada"}\'')
+    return data
+
+
+async def send_email_command(args: argparse.Namespace, settings: Settings) -> int:
+    job = EmailJob(
+        to=args.to,
+        template=args.template,
+        data=parse_data(args.data),
+        idempotency_key=args.idempotency_key or "",
+        retry=settings.retry,
+    )
+    validate_email_job(job)
+    client = await connect(settings)
+    handle = await enqueue_email(client, settings, job)
+    print(f"queued {handle.id}")
+    print(f"  {workflow_ui_url(settings, handle.id)}")
+    if args.wait:
+        result = await handle.result()
+        print_json(result.model_dump(mode="json"))
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "send-email",
+        help="queue a templated email",
+        description="Queue one email as a SendEmailWorkflow and print its workflow id.",
+    )
+    parser.add_argument("--to", required=True, help="recipient address")
+    parser.add_argument(
+        "--template", required=True, help=f"template name ({', '.join(mail.template_names())})"
+    )
+    parser.add_argument("--data", default="{}", help="template variables as a JSON object")
+    parser.add_argument(
+        "--idempotency-key", help="the email's key; derived from the content when omitted"
+    )
+    parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    parser.set_defaults(handler=send_email_command)

@@ -1,0 +1,53 @@
+"""Test harness: run Offload's workers and commands the way a user would, from tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from temporalio.client import Client
+
+from offload import queues
+from offload.db import Pool
+from offload.settings import Settings
+from workers.main import build_workers, run_workers
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings, pool: Pool, kinds: list[str] | None = None
+) -> AsyncIterator[None]:
+    """Offload's workers for `settings`, in this process, for the duration of the block."""
+    workers = build_workers(client, settings, pool, kinds or list(queues.BY_KIND))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_workers(workers, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+def offload_process(settings: Settings, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
+    """`offload ARGS` as a child process with `settings` in its environment."""
+    env = {**os.environ, **settings.to_env()}
+    return subprocess.Popen([sys.executable, "-m", "starters.cli", *args], env=env, **popen)
+
+
+def run_offload(
+    settings: Settings, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `offload ARGS` to completion; its output is captured as text."""
+    env = {**os.environ, **settings.to_env()}
+    return subprocess.run(
+        [sys.executable, "-m", "starters.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

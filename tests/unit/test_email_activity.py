@@ -1,0 +1,80 @@
+"""`send_email` under ActivityEnvironment, against a real aiosmtpd sink and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.email import EmailActivities, SmtpTransientError
+from offload.db import Pool
+from offload.devstack import SmtpSink, free_port
+from offload.models import EmailJob
+from offload.settings import Settings
+
+
+def job(to: str = "ada@example.com", **changes: object) -> EmailJob:
+    fields: dict[str, object] = {
+        "to": to,
+        "template": "lead-confirmation",
+        "data": {"name": "Ada", "property": "12 Harbour View"},
+    }
+    return EmailJob.model_validate({**fields, **changes})
+
+
+async def test_250_sends_and_logs_once(settings: Settings, pool: Pool, smtp_sink: SmtpSink) -> None:
+    activities = EmailActivities(settings, pool)
+    env = ActivityEnvironment()
+    first = await env.run(activities.send_email, job())
+    again = await env.run(activities.send_email, job())
+    assert first.status == "sent"
+    assert again.status == "already_sent"
+    assert again.message_id == first.message_id
+    [message] = smtp_sink.messages()
+    assert message["Message-ID"] == first.message_id
+    assert await pool.fetchval("SELECT count(*) FROM email_log") == 1
+
+
+async def test_451_is_retryable(settings: Settings, pool: Pool, smtp_sink: SmtpSink) -> None:
+    smtp_sink.rules.set("later@example.com", "451 4.3.0 Try again later")
+    with pytest.raises(SmtpTransientError, match="451"):
+        await ActivityEnvironment().run(
+            EmailActivities(settings, pool).send_email, job("later@example.com")
+        )
+    assert smtp_sink.messages() == []
+    assert await pool.fetchval("SELECT count(*) FROM email_log") == 0
+
+
+async def test_550_is_permanent(settings: Settings, pool: Pool, smtp_sink: SmtpSink) -> None:
+    smtp_sink.rules.set("gone@example.com", "550 5.1.1 No such user")
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(
+            EmailActivities(settings, pool).send_email, job("gone@example.com")
+        )
+    assert caught.value.type == "SmtpPermanentError"
+    assert caught.value.non_retryable
+    assert "550" in caught.value.message
+
+
+async def test_no_server_is_retryable(settings: Settings, pool: Pool) -> None:
+    down = settings.model_copy(update={"smtp_port": free_port()})
+    with pytest.raises(SmtpTransientError, match="connection failed"):
+        await ActivityEnvironment().run(EmailActivities(down, pool).send_email, job())
+
+
+@pytest.mark.parametrize(
+    ("changes", "error_type"),
+    [
+        ({"to": "not-an-address"}, "InvalidEmailAddress"),
+        ({"template": "no-such-template"}, "UnknownTemplate"),
+        ({"data": {"name": "Ada"}}, "TemplateError"),
+    ],
+)
+async def test_bad_jobs_are_permanent_and_send_nothing(
+    settings: Settings, pool: Pool, smtp_sink: SmtpSink, changes: dict[str, object], error_type: str
+) -> None:
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(EmailActivities(settings, pool).send_email, job(**changes))
+    assert caught.value.type == error_type
+    assert caught.value.non_retryable
+    assert smtp_sink.messages() == []

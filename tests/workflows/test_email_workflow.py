@@ -1,0 +1,109 @@
+"""SendEmailWorkflow on the time-skipping server, with `send_email` stubbed under its name."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from offload import queues
+from offload.models import EmailJob, EmailResult, RetryConfig
+from workflows.email import SendEmailWorkflow
+
+RETRY = RetryConfig(
+    initial_interval_seconds=1,
+    backoff_coefficient=2,
+    maximum_interval_seconds=5,
+    maximum_attempts=6,
+)
+
+
+def email_job() -> EmailJob:
+    return EmailJob(
+        to="ada@example.com",
+        template="lead-confirmation",
+        data={"name": "Ada", "property": "12 Harbour View"},
+        idempotency_key=str(uuid.uuid4()),
+        retry=RETRY,
+    )
+
+
+async def run_with_stub(
+    env: WorkflowEnvironment, prefix: str, stub: object, job: EmailJob
+) -> EmailResult:
+    workflow_queue = queues.named(queues.WORKFLOWS, prefix)
+    async with (
+        Worker(env.client, task_queue=workflow_queue, workflows=[SendEmailWorkflow]),
+        Worker(env.client, task_queue=queues.named(queues.EMAIL, prefix), activities=[stub]),
+    ):
+        return await env.client.execute_workflow(
+            SendEmailWorkflow.run, job, id=job.workflow_id, task_queue=workflow_queue
+        )
+
+
+async def test_fails_n_times_then_succeeds_with_exponential_backoff(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    scheduled: list[datetime] = []
+
+    @activity.defn(name="send_email")
+    async def flaky_send_email(job: EmailJob) -> EmailResult:
+        # The server's clock: with time skipping it jumps over each backoff.
+        scheduled.append(await time_skipping_env.get_current_time())
+        if len(scheduled) <= 4:
+            raise RuntimeError("451 try again later")
+        return EmailResult(status="sent", message_id="<m@x>", to=job.to, sent_at=datetime.now(UTC))
+
+    result = await run_with_stub(
+        time_skipping_env, task_queue_prefix, flaky_send_email, email_job()
+    )
+
+    assert result.status == "sent"
+    assert len(scheduled) == 5
+    gaps = [b - a for a, b in itertools.pairwise(scheduled)]
+    # 1 s, then doubling, capped at the 5 s maximum interval.
+    expected = [timedelta(seconds=s) for s in (1, 2, 4, 5)]
+    for gap, want in zip(gaps, expected, strict=True):
+        assert abs(gap - want) < timedelta(milliseconds=300), (gaps, expected)
+
+
+async def test_gives_up_after_the_configured_attempts(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    attempts: list[int] = []
+
+    @activity.defn(name="send_email")
+    async def failing_send_email(job: EmailJob) -> EmailResult:
+        attempts.append(activity.info().attempt)
+        raise RuntimeError("451 try again later")
+
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_with_stub(time_skipping_env, task_queue_prefix, failing_send_email, email_job())
+    assert attempts == [1, 2, 3, 4, 5, 6]
+    assert isinstance(caught.value.cause, ActivityError)
+
+
+async def test_a_non_retryable_failure_stops_at_once(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    attempts: list[int] = []
+
+    @activity.defn(name="send_email")
+    async def refused_send_email(job: EmailJob) -> EmailResult:
+        attempts.append(activity.info().attempt)
+        raise ApplicationError("550 no such user", type="SmtpPermanentError", non_retryable=True)
+
+    with pytest.raises(WorkflowFailureError) as caught:
+        await run_with_stub(time_skipping_env, task_queue_prefix, refused_send_email, email_job())
+    assert attempts == [1]
+    cause = caught.value.cause
+    assert isinstance(cause, ActivityError)
+    assert isinstance(cause.cause, ApplicationError)
+    assert cause.cause.type == "SmtpPermanentError"

@@ -1,0 +1,1 @@
+"""The worker process: which queues it polls, with what tuning, and how it shuts down."""

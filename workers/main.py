@@ -1,0 +1,94 @@
+"""Build and run Offload's workers: one Temporal `Worker` per task queue this process polls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.email import EmailActivities
+from offload import queues
+from offload.db import Pool
+from offload.settings import Settings
+from workflows.email import SendEmailWorkflow
+
+log = logging.getLogger(__name__)
+
+# Every workflow type Offload runs; all of them poll `offload-workflows`.
+WORKFLOWS: list[type] = [SendEmailWorkflow]
+
+
+def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
+    """The activities each queue serves, built once with their dependencies."""
+    email = EmailActivities(settings, pool)
+    return {
+        queues.EMAIL: [email.send_email],
+        queues.REPORTS: [],
+        queues.DEFAULT: [],
+    }
+
+
+def build_workers(
+    client: Client, settings: Settings, pool: Pool, kinds: Sequence[str]
+) -> list[Worker]:
+    """The workers for the queue kinds `kinds` (`workflows`, `email`, `reports`, `default`)."""
+    unknown = sorted(set(kinds) - set(queues.BY_KIND))
+    if unknown:
+        raise ValueError(
+            f"unknown queue kind(s) {', '.join(unknown)}; known: {', '.join(queues.BY_KIND)}"
+        )
+    prefix = settings.task_queue_prefix
+    grace = settings.worker_grace_period
+    activities = activities_by_queue(settings, pool)
+    workers = []
+    for kind in kinds:
+        queue = queues.BY_KIND[kind]
+        name = queues.named(queue, prefix)
+        if queue == queues.WORKFLOWS:
+            workers.append(
+                Worker(
+                    client, task_queue=name, workflows=WORKFLOWS, graceful_shutdown_timeout=grace
+                )
+            )
+        elif activities[queue]:
+            tuning: dict[str, Any] = {}
+            if queue == queues.EMAIL:
+                # The SMTP provider's rate limit holds across every worker of the queue.
+                tuning["max_task_queue_activities_per_second"] = (
+                    settings.email_rate_limit_per_second
+                )
+            if queue == queues.REPORTS:
+                tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=name,
+                    activities=activities[queue],
+                    graceful_shutdown_timeout=grace,
+                    **tuning,
+                )
+            )
+    return workers
+
+
+async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+    """Run `workers` until `stop` is set (or one fails), then shut all down gracefully.
+
+    Shutdown stops polling at once, lets running activities finish within the grace
+    period, and cancels those still running after it.
+    """
+    runs = [asyncio.create_task(w.run(), name=f"worker {w.task_queue}") for w in workers]
+    stopped = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if stopped not in done:
+        stopped.cancel()
+    log.info("shutting down %d worker(s)", len(workers))
+    await asyncio.gather(*(w.shutdown() for w in workers if w.is_running))
+    results = await asyncio.gather(*runs, return_exceptions=True)
+    for worker, result in zip(workers, results, strict=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise RuntimeError(f"worker on {worker.task_queue} failed") from result

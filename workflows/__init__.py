@@ -1,0 +1,1 @@
+"""Workflows: deterministic orchestration, one module per job kind."""

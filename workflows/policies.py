@@ -1,0 +1,20 @@
+"""Retry policies of job activities, built from the `RetryConfig` a job carries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from temporalio.common import RetryPolicy
+
+if TYPE_CHECKING:
+    from offload.models import RetryConfig
+
+
+def retry_policy(config: RetryConfig) -> RetryPolicy:
+    """Exponential backoff: initial interval, coefficient, maximum interval and attempts."""
+    return RetryPolicy(
+        initial_interval=config.initial_interval,
+        backoff_coefficient=config.backoff_coefficient,
+        maximum_interval=config.maximum_interval,
+        maximum_attempts=config.maximum_attempts,
+    )
