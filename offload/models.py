@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -71,3 +71,20 @@ class EmailResult(BaseModel):
     message_id: str
     to: str
     sent_at: datetime
+
+
+class ReportJob(BaseModel):
+    """A leads report for one agent (`user_id`) over the days `start` to `end`, inclusive.
+
+    Its workflow id is `report-<report_id>`, so queueing the same report twice runs it once.
+    """
+
+    report_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    user_id: int = Field(ge=1)
+    start: date
+    end: date
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @property
+    def workflow_id(self) -> str:
+        return f"report-{self.report_id}"

@@ -1,0 +1,44 @@
+"""One row of `make bench`: a figure measured beside its baseline in the same run, and its goal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    """`figure` and `baseline` were measured side by side; `ratio` is what the goal bounds."""
+
+    name: str
+    figure: str  # e.g. "142 ms"
+    baseline: str  # e.g. "120 ms (bare one-activity workflow)"
+    ratio: float
+    goal: str  # e.g. "<= 1.2"
+    met: bool
+    note: str = ""
+
+
+def at_most(ratio: float, limit: float) -> tuple[str, bool]:
+    return f"<= {limit:g}", ratio <= limit
+
+
+def at_least(ratio: float, limit: float) -> tuple[str, bool]:
+    return f">= {limit:g}", ratio >= limit
+
+
+def render(rows: Sequence[Row]) -> str:
+    """The table `make bench` prints."""
+    headers = ("measure", "offload", "baseline", "ratio", "goal", "met")
+    cells = [
+        (r.name, r.figure, r.baseline, f"{r.ratio:.2f}", r.goal, "yes" if r.met else "NO")
+        for r in rows
+    ]
+    widths = [
+        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
+    out += [f"  note: {r.name}: {r.note}" for r in rows if r.note]
+    return "\n".join(out)
