@@ -25,13 +25,27 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     return settings.temporal_api_key is not None
 
 
+class TemporalUnavailableError(ConnectionError):
+    """Temporal cannot be reached at the configured address."""
+
+
 async def connect(settings: Settings) -> Client:
-    """A client for the configured address and namespace, with Offload's data converter."""
+    """A client for the configured address and namespace, with Offload's data converter.
+
+    Raises:
+        TemporalUnavailableError: nothing answers at `TEMPORAL_ADDRESS`.
+    """
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-        tls=tls_config(settings),
-        api_key=api_key,
-    )
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=data_converter(settings),
+            tls=tls_config(settings),
+            api_key=api_key,
+        )
+    except RuntimeError as err:
+        raise TemporalUnavailableError(
+            f"cannot connect to Temporal at {settings.temporal_address} "
+            f"(TEMPORAL_ADDRESS); is `make dev` running? ({err})"
+        ) from err

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from offload.db import DatabaseUnavailableError
 from offload.devstack import PortInUseError
 from offload.settings import Settings
+from offload.temporal import TemporalUnavailableError
 from starters import db, demo, dev, email, worker
 from starters.console import CommandError, fail
 
@@ -54,7 +56,7 @@ async def run(argv: Sequence[str] | None = None) -> int:
     except ValidationError as err:
         fail(f"invalid settings or input:\n{err}")
         return 2
-    except PortInUseError as err:
+    except (PortInUseError, TemporalUnavailableError, DatabaseUnavailableError) as err:
         fail(str(err))
         return 1
 

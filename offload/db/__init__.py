@@ -16,9 +16,23 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _QUERY_HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
 
+class DatabaseUnavailableError(ConnectionError):
+    """PostgreSQL cannot be reached at the configured DSN."""
+
+
 async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10) -> Pool:
-    """A connection pool to the configured database."""
-    return await asyncpg.create_pool(settings.dsn, min_size=min_size, max_size=max_size)
+    """A connection pool to the configured database.
+
+    Raises:
+        DatabaseUnavailableError: the server refuses or does not answer.
+    """
+    try:
+        return await asyncpg.create_pool(settings.dsn, min_size=min_size, max_size=max_size)
+    except (OSError, asyncpg.PostgresError) as err:
+        where = "DATABASE_URL" if settings.database_url else "the embedded PostgreSQL"
+        raise DatabaseUnavailableError(
+            f"cannot connect to PostgreSQL ({where}); is `make dev` running? ({err})"
+        ) from err
 
 
 @dataclass(frozen=True)
