@@ -45,6 +45,8 @@ class PortInUseError(RuntimeError):
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """Whether a TCP server could listen on `host:port` now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers do: connections of a stopped server in TIME_WAIT don't make a port busy.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
