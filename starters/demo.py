@@ -79,6 +79,7 @@ STEPS: list[Step] = [lead_confirmation_step]
 
 async def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     async with running_stack(settings) as (stack, client, pool):
+        settings = stack.settings  # with the URL of the sample market feed it serves
         workers = build_workers(client, settings, pool, list(queues.BY_KIND))
         stop = asyncio.Event()
         running = asyncio.create_task(run_workers(workers, stop))
