@@ -160,6 +160,10 @@ async def test_apply_twice_changes_nothing_and_a_changed_setting_updates(
     listed = await list_schedules(client, london)
     assert [row["paused"] for row in listed] == [False] * 5
     assert all(len(row["next_runs"]) == 3 for row in listed)
+    shown = await asyncio.to_thread(run_offload, settings, "schedules", "list")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{schedule_id(settings, 'daily-report')}: active" in shown.stdout
+    assert "last  never ran" in shown.stdout
 
 
 async def test_prune_deletes_only_offload_schedules_no_longer_declared(
