@@ -20,18 +20,20 @@ from temporalio.client import (
     WorkflowFailureError,
 )
 
-from offload import mail
+from offload import mail, queues
 from offload.db import Pool
 from offload.devstack import SampleFeedServer, SmtpSink, TemporalDevServer, find_binary
 from offload.models import (
     DigestResult,
     LeadScoreResult,
     MarketRefreshResult,
+    ScheduledRun,
     SessionCleanupResult,
 )
 from offload.settings import Settings
 from starters.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
 from tests.harness import run_offload
+from workflows.maintenance import SendDigestEmailsWorkflow
 
 T = TypeVar("T")
 
@@ -365,3 +367,36 @@ async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_messag
     day = first.day.isoformat()
     expected = {mail.message_id(f"digest-{day}-agent-{a}", settings.mail_from) for a in agents}
     assert {m["Message-ID"] for m in messages} == expected
+
+
+async def test_a_digest_batch_retried_after_a_deferral_sends_each_agent_once(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    smtp_sink: SmtpSink,
+    worker: None,
+) -> None:
+    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
+    agents = [await add_agent(pool, f"Agent {i}") for i in range(4)]
+    for agent in agents:
+        await add_lead(pool, agent, yesterday)
+    third = await pool.fetchval("SELECT email FROM agents WHERE id = $1", agents[2])
+    smtp_sink.rules.set(third, "451 4.3.0 Try again later")
+    handle = await client.start_workflow(
+        SendDigestEmailsWorkflow.run,
+        ScheduledRun(batch_size=10, retry=settings.retry),
+        id=f"digest-{uuid.uuid4()}",
+        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+    )
+
+    async def retrying() -> bool:
+        pending = (await handle.describe()).raw_description.pending_activities
+        return bool(pending) and pending[0].attempt >= 3
+
+    await eventually(retrying)
+    smtp_sink.rules.set(third, None)
+    result = await handle.result()
+    assert (result.sent, result.agents) == (4, 4)
+    assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(
+        [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
+    )
