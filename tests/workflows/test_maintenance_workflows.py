@@ -23,8 +23,6 @@ from offload.models import (
 )
 from workflows.maintenance import DailyReportWorkflow, SyncLeadScoresWorkflow
 
-AT = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
-
 
 @workflow.defn(name="GenerateReportWorkflow")
 class StubReportWorkflow:
@@ -45,7 +43,10 @@ async def test_daily_report_starts_yesterdays_report_per_agent_once(
 ) -> None:
     client = time_skipping_env.client
     workflow_queue = queues.named(queues.WORKFLOWS, task_queue_prefix)
-    job = ScheduledRun(scheduled_time=AT)
+    # Midnight in New York (05:00 UTC): "yesterday" is the 27th there.
+    job = ScheduledRun(
+        scheduled_time=datetime(2026, 11, 28, 5, tzinfo=UTC), time_zone="America/New_York"
+    )
     async with (
         Worker(
             client, task_queue=workflow_queue, workflows=[DailyReportWorkflow, StubReportWorkflow]
