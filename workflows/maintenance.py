@@ -8,7 +8,7 @@ Each `run` is one call to the job's body, so the whole job can be wrapped in one
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, WorkflowIDReusePolicy
@@ -97,7 +97,7 @@ class CleanupExpiredSessionsWorkflow:
         )
 
 
-def daily_report_id(day: object, agent_id: int) -> str:
+def daily_report_id(day: date, agent_id: int) -> str:
     """The report id of an agent's daily report: the same for every run of that day."""
     return f"daily-{day}-agent-{agent_id}"
 
