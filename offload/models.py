@@ -208,3 +208,102 @@ class StoreDeadLetters(BaseModel):
 
 class EntryIds(BaseModel):
     ids: list[str] = Field(default_factory=list)
+
+
+class ScheduledRun(BaseModel):
+    """The input of a scheduled maintenance workflow.
+
+    A run started by its schedule takes its window from `TemporalScheduledStartTime`; a run
+    started by hand takes it from `scheduled_time`, or from the workflow's clock when unset.
+    `time_zone` is the schedule's, so "yesterday" means the same day to the schedule and the job.
+    """
+
+    scheduled_time: datetime | None = None
+    time_zone: str = "UTC"
+    batch_size: int = Field(500, ge=1, le=100_000)
+    parallel_batches: int = Field(1, ge=1, le=100)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+
+class TimeWindow(BaseModel):
+    """A half-open interval of time `[start, end)` that one run covers."""
+
+    start: datetime
+    end: datetime
+
+
+class LeadScoreBatch(BaseModel):
+    """Score the leads updated in `window`, `batch_size` at a time."""
+
+    window: TimeWindow
+    batch_size: int = 500
+
+
+class LeadScoreResult(BaseModel):
+    window: TimeWindow
+    examined: int = 0
+    scored: int = 0  # leads not yet scored for this window before this run
+
+
+class SessionCleanup(BaseModel):
+    """Delete the sessions that expired before `cutoff`, `batch_size` rows per transaction."""
+
+    cutoff: datetime
+    batch_size: int = 500
+
+
+class SessionCleanupResult(BaseModel):
+    cutoff: datetime
+    deleted: int = 0
+    batches: int = 0
+
+
+class AgentList(BaseModel):
+    agent_ids: list[int] = Field(default_factory=list)
+
+
+class DailyReportResult(BaseModel):
+    day: date
+    started: list[str] = Field(default_factory=list)  # report ids started by this run
+    already_started: list[str] = Field(default_factory=list)  # started by an earlier run
+
+
+class MarketRefresh(BaseModel):
+    """Fetch `MARKET_DATA_URL` and store it as the market data of `day`."""
+
+    day: date
+
+
+class MarketRefreshResult(BaseModel):
+    day: date
+    areas: int = 0
+
+
+class DigestPlan(BaseModel):
+    """The digest of `day` (in the schedule's time zone), covering leads created before `until`."""
+
+    day: date
+    until: datetime
+
+
+class DigestBatch(BaseModel):
+    """One batch of digest recipients, sent over one SMTP connection."""
+
+    plan: DigestPlan
+    agent_ids: list[int]
+
+
+class DigestBatchResult(BaseModel):
+    sent: int = 0
+    already_sent: int = 0
+    no_leads: int = 0  # nothing new since the last digest: nothing sent
+    refused: int = 0  # the address or the server refused it for good
+
+
+class DigestResult(BaseModel):
+    day: date
+    agents: int = 0
+    sent: int = 0
+    already_sent: int = 0
+    no_leads: int = 0
+    refused: int = 0

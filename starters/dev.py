@@ -40,8 +40,9 @@ async def running_stack(settings: Settings) -> AsyncIterator[tuple[DevStack, Cli
 
 async def dev_command(args: argparse.Namespace, settings: Settings) -> int:
     stop = stop_on_signals()
-    async with running_stack(settings) as (_stack, client, pool):
-        workers = build_workers(client, settings, pool, list(queues.BY_KIND))
+    async with running_stack(settings) as (stack, client, pool):
+        # The stack's settings: with the URL of the sample market feed it serves.
+        workers = build_workers(client, stack.settings, pool, list(queues.BY_KIND))
         print(f"worker    polling {', '.join(w.task_queue for w in workers)}")
         print("ready: press Ctrl-C to stop everything")
         await run_workers(workers, stop)

@@ -11,25 +11,48 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.dead_letters import DeadLetterActivities
+from activities.digest import DigestActivities
 from activities.email import EmailActivities
+from activities.leads import LeadActivities
+from activities.market import MarketActivities
+from activities.sessions import SessionActivities
 from offload import queues
 from offload.db import Pool
 from offload.settings import Settings
 from workflows.dead_letters import DeadLetterWorkflow
 from workflows.email import SendEmailWorkflow
+from workflows.maintenance import (
+    CleanupExpiredSessionsWorkflow,
+    DailyReportWorkflow,
+    RefreshMarketDataWorkflow,
+    SendDigestEmailsWorkflow,
+    SyncLeadScoresWorkflow,
+)
 
 log = logging.getLogger(__name__)
 
 # Every workflow type Offload runs; all of them poll `offload-workflows`.
-WORKFLOWS: list[type] = [SendEmailWorkflow, DeadLetterWorkflow]
+WORKFLOWS: list[type] = [
+    SendEmailWorkflow,
+    DeadLetterWorkflow,
+    SyncLeadScoresWorkflow,
+    CleanupExpiredSessionsWorkflow,
+    DailyReportWorkflow,
+    RefreshMarketDataWorkflow,
+    SendDigestEmailsWorkflow,
+]
 
 
 def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
     """The activities each queue serves, built once with their dependencies."""
     email = EmailActivities(settings, pool)
     dead_letters = DeadLetterActivities(settings, pool)
+    digest = DigestActivities(settings, pool)
+    leads = LeadActivities(pool)
+    market = MarketActivities(settings, pool)
+    sessions = SessionActivities(pool)
     return {
-        queues.EMAIL: [email.send_email],
+        queues.EMAIL: [email.send_email, digest.send_digest_batch],
         queues.REPORTS: [],
         queues.DEFAULT: [
             dead_letters.record_dead_letter,
@@ -37,6 +60,11 @@ def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callab
             dead_letters.find_dead_letter_refs,
             dead_letters.redrive_dead_letters,
             dead_letters.discard_dead_letters,
+            leads.score_leads,
+            leads.list_agent_ids,
+            sessions.delete_expired_sessions,
+            market.refresh_market_data,
+            digest.plan_digest,
         ],
     }
 

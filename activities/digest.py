@@ -1,0 +1,159 @@
+"""Daily digest activities: who gets one, and a batch of digests over one SMTP connection."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import jinja2
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.email import EmailActivities, classify_smtp_error
+from offload import mail
+from offload.db import QUERIES, Pool
+from offload.models import AgentList, DigestBatch, DigestBatchResult, DigestPlan
+from offload.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "daily-digest"
+# Sent digests are logged (and the heartbeat moves) this many at a time: a crash re-sends at
+# most this many, each with the same Message-ID as before.
+LOG_EVERY = 50
+
+
+def digest_key(plan: DigestPlan, agent_id: int) -> str:
+    """The idempotency key of one agent's digest of one day."""
+    return f"digest-{plan.day.isoformat()}-agent-{agent_id}"
+
+
+class DigestActivities:
+    """Digest activities; the worker builds one with its settings and pool."""
+
+    def __init__(self, settings: Settings, pool: Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.email = EmailActivities(settings, pool)
+
+    @activity.defn
+    async def plan_digest(self, plan: DigestPlan) -> AgentList:
+        """The subscribed agents that have not had the day's digest yet."""
+        rows = await self.pool.fetch(QUERIES.digest_recipients, plan.day)
+        return AgentList(agent_ids=[r["id"] for r in rows])
+
+    def build(
+        self, plan: DigestPlan, agent: Any, leads: list[dict[str, Any]], sent_at: datetime
+    ) -> tuple[str, str, EmailMessage]:
+        key = digest_key(plan, agent["id"])
+        to = mail.check_address(agent["email"])
+        rendered = mail.render(
+            TEMPLATE, {"name": agent["name"], "day": plan.day.isoformat(), "leads": leads}
+        )
+        message_id = mail.message_id(key, self.settings.mail_from)
+        message = mail.build_message(
+            rendered,
+            mail_from=self.settings.mail_from,
+            to=to,
+            message_id=message_id,
+            date=sent_at,
+            idempotency_key=key,
+        )
+        return key, message_id, message
+
+    @activity.defn
+    async def send_digest_batch(self, batch: DigestBatch) -> DigestBatchResult:
+        """Send the day's digest to each agent of the batch over one SMTP connection.
+
+        An agent already in `digest_log` for the day is skipped, so a retried or repeated
+        run sends nobody a second digest. The heartbeat carries the index of the last
+        recipient sent and logged; a retry resumes after it.
+        """
+        plan = batch.plan
+        details = activity.info().heartbeat_details
+        resume_after, sent, refused = (int(v) for v in details[0]) if details else (-1, 0, 0)
+        result = DigestBatchResult(sent=sent, refused=refused)
+        todo = batch.agent_ids[resume_after + 1 :]
+        agents = {r["id"]: r for r in await self.pool.fetch(QUERIES.digest_agents, todo, plan.day)}
+        default_since = plan.until - timedelta(days=1)
+        since = [agents[i]["since"] or default_since for i in agents]
+        leads: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for row in await self.pool.fetch(QUERIES.digest_leads, list(agents), since, plan.until):
+            leads[row["agent_id"]].append(
+                {
+                    "name": row["name"],
+                    "property": row["property"],
+                    "source": row["source"],
+                    "score": row["score"],
+                }
+            )
+        pending: list[tuple[int, str, str, str, int, datetime]] = []
+
+        async def record(index: int) -> None:
+            if pending:
+                workflow_id = activity.info().workflow_id
+                await self.pool.execute(
+                    QUERIES.insert_digest_log,
+                    [p[0] for p in pending],
+                    [plan.day] * len(pending),
+                    [plan.until] * len(pending),
+                    [p[4] for p in pending],
+                    [p[1] for p in pending],
+                    [p[2] for p in pending],
+                    [p[5] for p in pending],
+                )
+                await self.pool.execute(
+                    QUERIES.insert_email_logs,
+                    [p[1] for p in pending],
+                    [p[2] for p in pending],
+                    [p[3] for p in pending],
+                    [TEMPLATE] * len(pending),
+                    [workflow_id] * len(pending),
+                    [p[5] for p in pending],
+                )
+                pending.clear()
+            activity.heartbeat((index, result.sent, result.refused))
+
+        async with self.email.smtp_client() as smtp:
+            for offset, agent_id in enumerate(todo):
+                index = resume_after + 1 + offset
+                agent = agents.get(agent_id)
+                if agent is None:
+                    result.already_sent += 1
+                    continue
+                if not leads.get(agent_id):
+                    result.no_leads += 1
+                    continue
+                sent_at = datetime.now(UTC)
+                try:
+                    key, message_id, message = self.build(plan, agent, leads[agent_id], sent_at)
+                except mail.InvalidAddressError:
+                    result.refused += 1
+                    continue
+                except jinja2.TemplateError as err:
+                    raise ApplicationError(
+                        f"template {TEMPLATE!r}: {err}", type="TemplateError", non_retryable=True
+                    ) from None
+                try:
+                    await smtp.send_message(message)
+                except (aiosmtplib.SMTPException, OSError) as err:
+                    failure = classify_smtp_error(err)
+                    if not isinstance(failure, ApplicationError):
+                        await record(index - 1)
+                        raise failure from err
+                    # One refused address must not hold back the rest of the batch.
+                    result.refused += 1
+                    continue
+                result.sent += 1
+                pending.append(
+                    (agent_id, key, message_id, str(message["To"]), len(leads[agent_id]), sent_at)
+                )
+                if len(pending) >= LOG_EVERY:
+                    await record(index)
+            await record(len(batch.agent_ids) - 1)
+        log.info("digest %s: sent %d", plan.day, result.sent)
+        return result

