@@ -16,7 +16,6 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 from temporalio.client import WorkflowFailureError
 
 from bench.rows import Row, at_most
@@ -42,9 +41,6 @@ async def measure() -> list[Row]:
         await postgres.start()
         sink.start()
         try:
-            conn = await asyncpg.connect(postgres.dsn("postgres"))
-            await conn.execute("CREATE DATABASE offload")
-            await conn.close()
             settings = Settings(
                 _env_file=None,  # type: ignore[call-arg]
                 TEMPORAL_ADDRESS=temporal.address,
