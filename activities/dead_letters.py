@@ -13,6 +13,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from offload import queues
 from offload.db import QUERIES, Pool
 from offload.models import (
+    DeadLetterBatch,
     DeadLetterEntry,
     DeadLetterLookup,
     DeadLetterRef,
@@ -23,7 +24,6 @@ from offload.models import (
     RedrivenJob,
     RedriveResult,
     StoredDeadLetters,
-    StoreDeadLetters,
 )
 from offload.settings import Settings
 
@@ -83,12 +83,12 @@ class DeadLetterActivities:
             id=queues.dead_letters_id(prefix),
             task_queue=queues.named(queues.WORKFLOWS, prefix),
             start_signal=RECORD_SIGNAL,
-            start_signal_args=[entry],
+            start_signal_args=[DeadLetterBatch(entries=[entry])],
         )
         log.info("dead-lettered %s job %s as %s", entry.kind, entry.workflow_id, entry.id)
 
     @activity.defn
-    async def store_dead_letters(self, batch: StoreDeadLetters) -> StoredDeadLetters:
+    async def store_dead_letters(self, batch: DeadLetterBatch) -> StoredDeadLetters:
         """Insert entries; those already stored (same workflow id and run id) are skipped."""
         entries = batch.entries
         rows = await self.pool.fetch(

@@ -202,7 +202,9 @@ class StoredDeadLetters(BaseModel):
     added: list[DeadLetterRef] = Field(default_factory=list)
 
 
-class StoreDeadLetters(BaseModel):
+class DeadLetterBatch(BaseModel):
+    """Entries to record or store at once (one failure is a batch of one)."""
+
     entries: list[DeadLetterEntry] = Field(default_factory=list)
 
 

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.dead_letters import RECORD_SIGNAL, DeadLetterActivities
     from offload import queues
     from offload.models import (
+        DeadLetterBatch,
         DeadLetterEntry,
         DeadLetterLookup,
         DeadLetterRef,
@@ -40,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
         EntryIds,
         RedriveRequest,
         RedriveResult,
-        StoreDeadLetters,
     )
 
 ResultT = TypeVar("ResultT")
@@ -189,7 +189,7 @@ class DeadLetterWorkflow:
         batch = self.pending[:_STORE_BATCH]
         stored = await workflow.execute_activity_method(
             DeadLetterActivities.store_dead_letters,
-            StoreDeadLetters(entries=batch),
+            DeadLetterBatch(entries=batch),
             task_queue=self.activity_queue(),
             start_to_close_timeout=_DB_TIMEOUT,
             retry_policy=_PERSISTENT,
@@ -201,10 +201,13 @@ class DeadLetterWorkflow:
         self.state_summary.newest_ids = (added + self.state_summary.newest_ids)[:_NEWEST]
 
     @workflow.signal(name=RECORD_SIGNAL)
-    def record(self, entry: DeadLetterEntry) -> None:
-        """Queue `entry` for storing; the same failed run signalled twice is stored once."""
-        if all(p.id != entry.id for p in self.pending):
-            self.pending.append(entry)
+    def record(self, batch: DeadLetterBatch) -> None:
+        """Queue entries for storing; the same failed run signalled twice is stored once."""
+        waiting = {p.id for p in self.pending}
+        for entry in batch.entries:
+            if entry.id not in waiting:
+                waiting.add(entry.id)
+                self.pending.append(entry)
 
     @workflow.query
     def summary(self) -> DeadLetterSummary:

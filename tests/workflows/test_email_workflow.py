@@ -80,11 +80,13 @@ async def test_fails_n_times_then_succeeds_with_exponential_backoff(
             raise RuntimeError("451 try again later")
         return EmailResult(status="sent", message_id="<m@x>", to=job.to, sent_at=datetime.now(UTC))
 
+    dead: list[tuple[DeadLetterEntry, datetime]] = []
     result = await run_with_stub(
-        time_skipping_env, task_queue_prefix, flaky_send_email, email_job()
+        time_skipping_env, task_queue_prefix, flaky_send_email, email_job(), dead
     )
 
     assert result.status == "sent"
+    assert dead == []  # failed attempts that end in success are not dead letters
     assert len(scheduled) == 5
     gaps = [b - a for a, b in itertools.pairwise(scheduled)]
     # 1 s, then doubling, capped at the 5 s maximum interval.

@@ -1,0 +1,53 @@
+"""Pure parts of the dead-letter queue: entry ids, redrive ids, CLI id checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from activities.dead_letters import redrive_workflow_id
+from offload import queues
+from offload.models import DeadLetterEntry, DeadLetterSummary, dead_letter_id
+from starters.console import CommandError
+from starters.dlq import check_ids
+
+
+def test_an_entry_id_is_stable_per_run_and_differs_between_runs() -> None:
+    entry = DeadLetterEntry(
+        kind="email",
+        workflow_id="email-1",
+        run_id="run-a",
+        workflow_type="SendEmailWorkflow",
+        failed_at=datetime.now(UTC),
+    )
+    assert entry.id == dead_letter_id("email-1", "run-a")
+    assert entry.id != dead_letter_id("email-1", "run-b")
+    assert check_ids([entry.id, entry.id]) == [entry.id]
+
+
+def test_redrive_ids_count_up_from_the_original_id() -> None:
+    assert redrive_workflow_id("email-k") == "email-k-redrive-1"
+    assert redrive_workflow_id("email-k-redrive-1") == "email-k-redrive-2"
+    assert redrive_workflow_id("email-k-redrive-9") == "email-k-redrive-10"
+
+
+def test_each_prefix_has_its_own_dead_letter_workflow() -> None:
+    prefix = queues.prefix_of("test-1-offload-workflows")
+    assert queues.dead_letters_id(prefix) == "test-1-dead-letters"
+    assert queues.dead_letters_id() == "dead-letters"
+
+
+def test_the_summary_counts_by_kind_and_status() -> None:
+    summary = DeadLetterSummary()
+    summary.count("email", "dead", 2)
+    summary.count("email", "dead", -1)
+    summary.count("email", "redriven", 1)
+    summary.count("report", "dead", 1)
+    assert summary.counts == {"email": {"dead": 1, "redriven": 1}, "report": {"dead": 1}}
+    assert summary.total == 3
+
+
+def test_malformed_ids_are_refused_by_name() -> None:
+    with pytest.raises(CommandError, match="ID '42', 'dl-xyz' is not a dead-letter id"):
+        check_ids(["dl-0123456789ab", "42", "dl-xyz"])
