@@ -5,30 +5,34 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.email import EmailActivities
+from activities.reports import ReportActivities
 from offload import queues
 from offload.db import Pool
 from offload.settings import Settings
 from workflows.email import SendEmailWorkflow
+from workflows.reports import GenerateReportWorkflow
 
 log = logging.getLogger(__name__)
 
 # Every workflow type Offload runs; all of them poll `offload-workflows`.
-WORKFLOWS: list[type] = [SendEmailWorkflow]
+WORKFLOWS: list[type] = [SendEmailWorkflow, GenerateReportWorkflow]
 
 
 def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
     """The activities each queue serves, built once with their dependencies."""
     email = EmailActivities(settings, pool)
+    reports = ReportActivities(settings, pool)
     return {
         queues.EMAIL: [email.send_email],
-        queues.REPORTS: [],
-        queues.DEFAULT: [],
+        queues.REPORTS: [reports.aggregate_report_chunk],
+        queues.DEFAULT: [reports.plan_report, reports.finalize_report],
     }
 
 
@@ -63,6 +67,10 @@ def build_workers(
                 )
             if queue == queues.REPORTS:
                 tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
+                # How stale a chunk's resume point may be when its worker dies.
+                tuning["max_heartbeat_throttle_interval"] = timedelta(
+                    seconds=settings.report_heartbeat_throttle_seconds
+                )
             workers.append(
                 Worker(
                     client,
