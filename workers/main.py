@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -14,6 +15,7 @@ from activities.digest import DigestActivities
 from activities.email import EmailActivities
 from activities.leads import LeadActivities
 from activities.market import MarketActivities
+from activities.reports import ReportActivities
 from activities.sessions import SessionActivities
 from offload import queues
 from offload.db import Pool
@@ -26,12 +28,14 @@ from workflows.maintenance import (
     SendDigestEmailsWorkflow,
     SyncLeadScoresWorkflow,
 )
+from workflows.reports import GenerateReportWorkflow
 
 log = logging.getLogger(__name__)
 
 # Every workflow type Offload runs; all of them poll `offload-workflows`.
 WORKFLOWS: list[type] = [
     SendEmailWorkflow,
+    GenerateReportWorkflow,
     SyncLeadScoresWorkflow,
     CleanupExpiredSessionsWorkflow,
     DailyReportWorkflow,
@@ -46,11 +50,14 @@ def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callab
     digest = DigestActivities(settings, pool)
     leads = LeadActivities(pool)
     market = MarketActivities(settings, pool)
+    reports = ReportActivities(settings, pool)
     sessions = SessionActivities(pool)
     return {
         queues.EMAIL: [email.send_email, digest.send_digest_batch],
-        queues.REPORTS: [],
+        queues.REPORTS: [reports.aggregate_report_chunk],
         queues.DEFAULT: [
+            reports.plan_report,
+            reports.finalize_report,
             leads.score_leads,
             leads.list_agent_ids,
             sessions.delete_expired_sessions,
@@ -91,6 +98,10 @@ def build_workers(
                 )
             if queue == queues.REPORTS:
                 tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
+                # How stale a chunk's resume point may be when its worker dies.
+                tuning["max_heartbeat_throttle_interval"] = timedelta(
+                    seconds=settings.report_heartbeat_throttle_seconds
+                )
             workers.append(
                 Worker(
                     client,
