@@ -215,6 +215,10 @@ class ScheduledRun(BaseModel):
     batch_size: int = Field(500, ge=1, le=100_000)
     parallel_batches: int = Field(1, ge=1, le=100)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    # daily-report: the report jobs' tuning, from the OFFLOAD_REPORT_* settings at apply time.
+    report_max_parallel_chunks: int = Field(4, ge=1)
+    report_heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    report_chunks_per_run: int = Field(200, ge=1)
 
 
 class TimeWindow(BaseModel):
