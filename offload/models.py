@@ -73,6 +73,99 @@ class EmailResult(BaseModel):
     sent_at: datetime
 
 
+class ReportChunk(BaseModel):
+    """One slice of a report: the leads created in `[start, end)`."""
+
+    index: int = Field(ge=0)
+    start: datetime
+    end: datetime
+
+
+class ReportPlan(BaseModel):
+    """A report's chunks and whom to tell when it is ready (the plan activity's answer)."""
+
+    chunks: list[ReportChunk]
+    estimated_rows: int = 0
+    agent_name: str = ""
+    agent_email: str = ""
+
+
+class ReportChunkInput(BaseModel):
+    """What a chunk activity aggregates: one agent's leads in one chunk of a report."""
+
+    report_id: str
+    user_id: int
+    chunk: ReportChunk
+
+
+class ReportCursor(BaseModel):
+    """A chunk's heartbeat: where its last page ended, and what it has aggregated so far.
+
+    `cells` are `[day, property, source, leads, score_sum]`; a resumed attempt starts from
+    them and the cursor, so no page before the cursor is read again.
+    """
+
+    after_created_at: datetime
+    after_id: int = 0
+    rows: int = 0
+    pages: int = 0
+    cells: list[tuple[str, str, str, int, int]] = Field(default_factory=list)
+
+
+class ReportChunkResult(BaseModel):
+    """A finished chunk: its rows and pages, and where its last attempt resumed."""
+
+    index: int
+    rows: int
+    pages: int
+    attempt: int = 1
+    resumed_from_rows: int = 0
+
+
+class ReportFinalizeInput(BaseModel):
+    """Merge a report's stored chunks into its CSV file and its `reports` row."""
+
+    report_id: str
+    user_id: int
+    start: date
+    end: date
+    chunks: int
+
+
+class ReportResult(BaseModel):
+    """A finished report: its CSV file and totals."""
+
+    report_id: str
+    file: str
+    total_leads: int
+    average_score: str  # a decimal with two places, as in the file
+    top_source: str
+    days: int = 0
+    lines: int = 0
+    chunks: int = 0
+    rows_read: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    email_message_id: str = ""
+
+
+ReportStatus = Literal["planning", "running", "finalising", "emailing", "done"]
+
+
+class ReportProgress(BaseModel):
+    """The answer of a report's `progress` query."""
+
+    report_id: str
+    status: ReportStatus
+    chunks_done: int = 0
+    chunks_total: int = 0
+    rows_read: int = 0
+    estimated_rows: int = 0
+    started_at: datetime | None = None
+    eta: datetime | None = None
+    result: ReportResult | None = None
+
+
 class ReportJob(BaseModel):
     """A leads report for one agent (`user_id`) over the days `start` to `end`, inclusive.
 
@@ -84,10 +177,29 @@ class ReportJob(BaseModel):
     start: date
     end: date
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    # Tuning the starter fills from settings (a workflow cannot read them).
+    chunk_rows: int | None = Field(None, ge=1)  # None: the worker's OFFLOAD_REPORT_CHUNK_ROWS
+    max_parallel_chunks: int = Field(4, ge=1)
+    heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    chunks_per_run: int = Field(200, ge=1)
+    # Carried over continue-as-new, so a new run neither plans again nor re-runs chunks.
+    plan: ReportPlan | None = None
+    done_chunks: list[ReportChunkResult] = Field(default_factory=list)
+    started_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> ReportJob:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
 
     @property
     def workflow_id(self) -> str:
         return f"report-{self.report_id}"
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
 
 
 DeadLetterStatus = Literal["dead", "redriven", "discarded"]
@@ -225,6 +337,10 @@ class ScheduledRun(BaseModel):
     batch_size: int = Field(500, ge=1, le=100_000)
     parallel_batches: int = Field(1, ge=1, le=100)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    # daily-report: the report jobs' tuning, from the OFFLOAD_REPORT_* settings at apply time.
+    report_max_parallel_chunks: int = Field(4, ge=1)
+    report_heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    report_chunks_per_run: int = Field(200, ge=1)
 
 
 class TimeWindow(BaseModel):

@@ -113,6 +113,24 @@ class Settings(BaseSettings):
     def schedule_catchup_window(self) -> timedelta:
         return timedelta(seconds=self.schedule_catchup_window_seconds)
 
+    # Reports
+    report_max_days: int = Field(366, validation_alias="OFFLOAD_REPORT_MAX_DAYS", ge=1)
+    report_chunk_rows: int = Field(100_000, validation_alias="OFFLOAD_REPORT_CHUNK_ROWS", ge=1)
+    report_page_size: int = Field(5000, validation_alias="OFFLOAD_REPORT_PAGE_SIZE", ge=1)
+    report_page_pause_seconds: float = Field(
+        0.0, validation_alias="OFFLOAD_REPORT_PAGE_PAUSE_SECONDS", ge=0
+    )
+    report_max_parallel_chunks: int = Field(
+        4, validation_alias="OFFLOAD_REPORT_MAX_PARALLEL_CHUNKS", ge=1
+    )
+    report_chunks_per_run: int = Field(200, validation_alias="OFFLOAD_REPORT_CHUNKS_PER_RUN", ge=1)
+    report_heartbeat_timeout_seconds: float = Field(
+        30.0, validation_alias="OFFLOAD_REPORT_HEARTBEAT_TIMEOUT_SECONDS", gt=0
+    )
+    report_heartbeat_throttle_seconds: float = Field(
+        1.0, validation_alias="OFFLOAD_REPORT_HEARTBEAT_THROTTLE_SECONDS", gt=0
+    )
+
     @property
     def retry(self) -> RetryConfig:
         """The retry policy of job activities, as the job inputs carry it."""

@@ -1,11 +1,15 @@
-"""`offload db ...`: database migrations."""
+"""`offload db ...`: database migrations and demo data."""
 
 from __future__ import annotations
 
 import argparse
+import time
+from datetime import UTC, date, datetime
 
 from offload.db import create_pool, migrate
+from offload.seed import seed
 from offload.settings import Settings
+from starters.console import CommandError
 
 
 async def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -22,6 +26,32 @@ async def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def parse_day(text: str, field: str) -> date:
+    """`YYYY-MM-DD`, or a CommandError naming `field`."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise CommandError(f"{field}: {text!r} is not a date like 2026-01-31") from None
+
+
+async def seed_command(args: argparse.Namespace, settings: Settings) -> int:
+    if args.leads < 0 or args.agents < 1:
+        raise CommandError("--leads must be >= 0 and --agents >= 1")
+    end = parse_day(args.end, "--end") if args.end else datetime.now(UTC).date()
+    pool = await create_pool(settings, max_size=2)
+    try:
+        await migrate(pool)
+        began = time.monotonic()
+        done = await seed(pool, leads=args.leads, agents=args.agents, seed=args.seed, end=end)
+    finally:
+        await pool.close()
+    print(
+        f"seeded {done.leads} leads for {done.agents} agents "
+        f"({done.first_day} to {done.last_day}) in {time.monotonic() - began:.1f}s"
+    )
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = commands.add_parser("db", help="database tasks", description="Database tasks.")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
@@ -31,3 +61,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Apply pending migrations, once each.",
     )
     parser.set_defaults(handler=migrate_command)
+    parser = db_commands.add_parser(
+        "seed",
+        help="load realistic agents and leads (COPY)",
+        description="Add agents agent1@example.com... (reused if present, digest subscribed) "
+        "and leads spread over the year before --end. The same --seed and --end give the "
+        "same rows.",
+    )
+    parser.add_argument("--leads", type=int, default=10_000, help="leads to add (10000)")
+    parser.add_argument("--agents", type=int, default=10, help="agents to spread them over (10)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--end", help="the day after the last lead, YYYY-MM-DD (today, UTC)")
+    parser.set_defaults(handler=seed_command)

@@ -25,7 +25,7 @@ from temporalio.client import (
 from offload import queues
 from offload.db import Pool
 from offload.devstack import DevStack
-from offload.models import EmailJob, MarketRefreshResult, RedriveRequest, RetryConfig
+from offload.models import EmailJob, EmailResult, MarketRefreshResult, RedriveRequest, RetryConfig
 from offload.settings import Settings
 from starters.dev import running_stack
 from starters.dlq import dead_letter_handle, list_dead_letters, redrive
@@ -35,7 +35,6 @@ from starters.schedules import apply_schedules
 from starters.schedules import schedule_id as schedule_id_of
 from workers.main import build_workers, run_workers
 from workflows.dead_letters import DeadLetterWorkflow
-from workflows.email import SendEmailWorkflow
 
 
 @dataclass
@@ -167,8 +166,8 @@ async def dead_letters_step(demo: Demo) -> None:
     before = set(demo.mail_files())
     result = await redrive(demo.client, demo.settings, RedriveRequest(ids=[r["id"] for r in rows]))
     for job in result.redriven:
-        outcome = await demo.client.get_workflow_handle_for(
-            SendEmailWorkflow.run, job.workflow_id
+        outcome = await demo.client.get_workflow_handle(
+            job.workflow_id, result_type=EmailResult
         ).result()
         print(f"  {job.entry_id} -> {job.workflow_id}: {outcome.status}")
     landed = [p for p in demo.mail_files() if p not in before]

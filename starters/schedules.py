@@ -102,6 +102,9 @@ def job_for(declared: Declared, settings: Settings) -> ScheduledRun:
         batch_size=size,
         parallel_batches=parallel,
         retry=settings.retry,
+        report_max_parallel_chunks=settings.report_max_parallel_chunks,
+        report_heartbeat_timeout_seconds=settings.report_heartbeat_timeout_seconds,
+        report_chunks_per_run=settings.report_chunks_per_run,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -15,6 +16,7 @@ from activities.digest import DigestActivities
 from activities.email import EmailActivities
 from activities.leads import LeadActivities
 from activities.market import MarketActivities
+from activities.reports import ReportActivities
 from activities.sessions import SessionActivities
 from offload import queues
 from offload.db import Pool
@@ -28,6 +30,7 @@ from workflows.maintenance import (
     SendDigestEmailsWorkflow,
     SyncLeadScoresWorkflow,
 )
+from workflows.reports import GenerateReportWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 WORKFLOWS: list[type] = [
     SendEmailWorkflow,
     DeadLetterWorkflow,
+    GenerateReportWorkflow,
     SyncLeadScoresWorkflow,
     CleanupExpiredSessionsWorkflow,
     DailyReportWorkflow,
@@ -50,16 +54,19 @@ def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callab
     digest = DigestActivities(settings, pool)
     leads = LeadActivities(pool)
     market = MarketActivities(settings, pool)
+    reports = ReportActivities(settings, pool)
     sessions = SessionActivities(pool)
     return {
         queues.EMAIL: [email.send_email, digest.send_digest_batch],
-        queues.REPORTS: [],
+        queues.REPORTS: [reports.aggregate_report_chunk],
         queues.DEFAULT: [
             dead_letters.record_dead_letter,
             dead_letters.store_dead_letters,
             dead_letters.find_dead_letter_refs,
             dead_letters.redrive_dead_letters,
             dead_letters.discard_dead_letters,
+            reports.plan_report,
+            reports.finalize_report,
             leads.score_leads,
             leads.list_agent_ids,
             sessions.delete_expired_sessions,
@@ -100,6 +107,10 @@ def build_workers(
                 )
             if queue == queues.REPORTS:
                 tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
+                # How stale a chunk's resume point may be when its worker dies.
+                tuning["max_heartbeat_throttle_interval"] = timedelta(
+                    seconds=settings.report_heartbeat_throttle_seconds
+                )
             workers.append(
                 Worker(
                     client,

@@ -139,6 +139,9 @@ class DailyReportWorkflow:
                     start=day,
                     end=day,
                     retry=job.retry,
+                    max_parallel_chunks=job.report_max_parallel_chunks,
+                    heartbeat_timeout_seconds=job.report_heartbeat_timeout_seconds,
+                    chunks_per_run=job.report_chunks_per_run,
                 )
                 try:
                     handle = await workflow.start_child_workflow(

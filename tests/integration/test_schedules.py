@@ -17,13 +17,13 @@ from temporalio.client import (
     ScheduleActionExecutionStartWorkflow,
     ScheduleHandle,
     WorkflowExecutionStatus,
-    WorkflowFailureError,
 )
 
 from offload import mail, queues
 from offload.db import Pool
 from offload.devstack import SampleFeedServer, SmtpSink, TemporalDevServer, find_binary
 from offload.models import (
+    DailyReportResult,
     DigestResult,
     LeadScoreResult,
     MarketRefreshResult,
@@ -237,38 +237,43 @@ async def test_each_schedule_triggered_does_its_work(
     assert text is not None and "Alan Turing, 12 Harbour View (website" in text.get_content()
 
 
-async def test_daily_report_starts_one_report_job_per_agent_for_yesterday(
+async def test_daily_report_runs_yesterdays_report_for_each_agent_once(
     client: Client,
     settings: Settings,
     pool: Pool,
+    smtp_sink: SmtpSink,
     applied: dict[str, ScheduleHandle],
     worker: None,
 ) -> None:
-    agents = [await add_agent(pool, "Ada Lovelace"), await add_agent(pool, "Grace Hopper")]
-    await applied["daily-report"].trigger()
-    day = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    for agent_id in agents:
-        child = client.get_workflow_handle(f"report-daily-{day}-agent-{agent_id}")
-        description = await eventually(lambda c=child: _describe_or_none(c))
-        assert description.workflow_type == "GenerateReportWorkflow"
-        first = await anext(aiter(child.fetch_history_events()))
-        payload = first.workflow_execution_started_event_attributes.input.payloads[0]
-        job = json.loads(payload.data)
-        assert (job["user_id"], job["start"], job["end"]) == (agent_id, day, day)
-        await child.terminate("the report job is tested on its own")
-    # Its reports ended badly, so the daily report says so rather than completing.
-    [started] = (await applied["daily-report"].describe()).info.recent_actions
-    assert isinstance(started.action, ScheduleActionExecutionStartWorkflow)
-    with pytest.raises(WorkflowFailureError) as failed:
-        await client.get_workflow_handle(started.action.workflow_id).result()
-    assert "2 daily report(s) failed" in str(failed.value.cause)
+    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
+    ada, grace = await add_agent(pool, "Ada Lovelace"), await add_agent(pool, "Grace Hopper")
+    for at in (yesterday, yesterday + timedelta(hours=1)):
+        await add_lead(pool, ada, at)
+    await add_lead(pool, grace, yesterday, source="referral")
+    await add_lead(pool, grace, yesterday - timedelta(days=1))  # the day before: not in it
 
+    handle = applied["daily-report"]
+    await handle.trigger()
+    [first] = await completed_runs(client, handle, 1, DailyReportResult)
+    day = first.day.isoformat()
+    assert first.day == yesterday.date()
+    assert first.started == [f"daily-{day}-agent-{ada}", f"daily-{day}-agent-{grace}"]
+    rows = await pool.fetch(
+        "SELECT report_id, user_id, start_day, end_day, status, total_leads FROM reports"
+        " ORDER BY user_id"
+    )
+    assert [(r["user_id"], r["status"], r["total_leads"]) for r in rows] == [
+        (ada, "done", 2),
+        (grace, "done", 1),
+    ]
+    assert all(r["start_day"] == r["end_day"] == first.day for r in rows)
+    assert len(smtp_sink.messages()) == 2  # each agent told their report is ready
 
-async def _describe_or_none(handle: Any) -> Any:
-    try:
-        return await handle.describe()
-    except Exception:
-        return None
+    # Triggered again the same day: the reports exist, none runs or emails twice.
+    await handle.trigger()
+    second = (await completed_runs(client, handle, 2, DailyReportResult))[-1]
+    assert (second.started, second.already_started) == ([], first.started)
+    assert len(smtp_sink.messages()) == 2
 
 
 async def test_a_backfill_of_three_hours_covers_three_windows_once(

@@ -1,0 +1,191 @@
+"""The report job end to end: equal to SQL, resumable after SIGKILL, and its CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from offload.db import Pool
+from offload.devstack import SmtpSink
+from offload.models import ReportJob
+from offload.settings import Settings
+from starters.report import enqueue_report, report_job
+from tests.harness import offload_process, run_offload
+from tests.reports import read_csv, seed_leads, sql_report, sql_totals
+from workflows.reports import GenerateReportWorkflow
+
+START, END = date(2025, 9, 1), date(2026, 6, 30)
+HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
+
+
+def job_for(settings: Settings, **fields: object) -> ReportJob:
+    job = report_job(
+        settings,
+        report_id=f"r-{uuid.uuid4().hex[:12]}",
+        user_id=1,
+        start=START.isoformat(),
+        end=END.isoformat(),
+    )
+    return job.model_copy(update=fields)
+
+
+async def test_the_report_equals_one_sql_group_by_cell_for_cell(
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+) -> None:
+    await seed_leads(pool)
+    job = job_for(settings, chunk_rows=300)
+    handle = await enqueue_report(client, settings, pool, job)
+    result = await handle.result()
+
+    lines = read_csv(result.file)
+    assert lines[0] == ["day", "property", "new_leads", "average_score", "top_source"]
+    assert lines[1:-1] == await sql_report(pool, 1, START, END)
+    assert lines[-1] == await sql_totals(pool, 1, START, END)
+    assert result.total_leads == int(lines[-1][2]) > 1000
+    assert Path(result.file).parent == (settings.data_dir / "reports").resolve()
+
+    progress = await handle.query(GenerateReportWorkflow.progress)
+    assert progress.status == "done"
+    assert progress.chunks_done == progress.chunks_total >= 4
+    assert progress.rows_read == result.total_leads
+    assert progress.result == result
+
+    [message] = smtp_sink.messages()
+    assert message["To"] == "agent1@example.com"
+    assert job.report_id in message["Subject"]
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None and result.file in body.get_content()
+    row = await pool.fetchrow("SELECT * FROM reports WHERE report_id = $1", job.report_id)
+    assert row is not None and row["status"] == "done" and row["total_leads"] == result.total_leads
+
+    if os.environ.get("OFFLOAD_RECORD_HISTORIES"):
+        history = await handle.fetch_history()
+        (HISTORIES / "report.json").write_text(history.to_json())
+
+
+def chunk_lines(log: str) -> dict[str, list[tuple[int, str, int]]]:
+    """From a worker's log: per event kind, (chunk, report, rows) in order."""
+    found: dict[str, list[tuple[int, str, int]]] = {"read": [], "resume": [], "start": []}
+    patterns = {
+        "read": r"report (\S+) chunk (\d+) read rows up to (\d+)",
+        "resume": r"report (\S+) chunk (\d+) resumes after row (\d+)",
+        "start": r"report (\S+) chunk (\d+) starts()",
+    }
+    for kind, pattern in patterns.items():
+        for report, chunk, rows in re.findall(pattern, log):
+            found[kind].append((int(chunk), report, int(rows or 0)))
+    return found
+
+
+async def test_a_worker_killed_mid_chunk_resumes_from_its_last_heartbeat(
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    await seed_leads(pool)
+    page = 50
+    settings = settings.model_copy(
+        update={
+            "report_page_size": page,
+            "report_page_pause_seconds": 0.3,
+            "report_heartbeat_throttle_seconds": 0.1,
+            "reports_max_concurrent_activities": 1,
+        }
+    )
+    job = job_for(settings, chunk_rows=400, heartbeat_timeout_seconds=3)
+    first_log, second_log = tmp_path / "worker1.log", tmp_path / "worker2.log"
+    with first_log.open("wb") as out:
+        worker = offload_process(settings, "-v", "worker", stdout=out, stderr=out)
+    try:
+        handle = await enqueue_report(client, settings, pool, job)
+        deadline = time.monotonic() + 60
+        # Kill it once chunk 0 is finished and chunk 1 is a few pages in.
+        while not any(
+            c == 1 and rows >= 3 * page for c, _, rows in chunk_lines(first_log.read_text())["read"]
+        ):
+            assert time.monotonic() < deadline, first_log.read_text()[-3000:]
+            await asyncio.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        before = chunk_lines(first_log.read_text())
+        with second_log.open("wb") as out:
+            worker = offload_process(settings, "-v", "worker", stdout=out, stderr=out)
+        result = await asyncio.wait_for(handle.result(), 90)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    after = chunk_lines(second_log.read_text())
+
+    read_before = max(rows for c, _, rows in before["read"] if c == 1)
+    [(_, _, resumed_at)] = [e for e in after["resume"] if e[0] == 1]
+    assert read_before - page <= resumed_at <= read_before, (read_before, resumed_at)
+    # Chunk 0 finished before the kill and never ran again.
+    assert all(c != 0 for c, _, _ in after["resume"] + after["start"])
+    lines = read_csv(result.file)
+    assert lines[1:-1] == await sql_report(pool, 1, START, END)
+    assert lines[-1] == await sql_totals(pool, 1, START, END)
+    stored = await pool.fetchrow(
+        "SELECT attempt, resumed_from_rows FROM report_chunks WHERE report_id = $1"
+        " AND chunk_index = 1",
+        job.report_id,
+    )
+    assert stored is not None and stored["attempt"] == 2
+    assert stored["resumed_from_rows"] == resumed_at
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start", "2026-02-01", "--end", "2026-01-01"], "is before --start"),
+        (["--start", "2024-01-01", "--end", "2026-01-01"], "at most 366"),
+        (["--start", "2026-13-01", "--end", "2026-12-31"], "--start: '2026-13-01' is not a date"),
+        (["--start", "2026-01-01", "--end", "2026-01-31", "--user-id", "999"], "no agent"),
+    ],
+)
+async def test_report_refuses_bad_input_and_starts_nothing(
+    client: Client, settings: Settings, pool: Pool, args: list[str], message: str
+) -> None:
+    await seed_leads(pool, leads=10, agents=1)
+    report_id = f"bad-{uuid.uuid4().hex[:8]}"
+    if "--user-id" not in args:
+        args = [*args, "--user-id", "1"]
+    done = await asyncio.to_thread(run_offload, settings, "report", "--report-id", report_id, *args)
+    assert done.returncode == 2, done
+    assert message in done.stderr, done.stderr
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(f"report-{report_id}").describe()
+
+
+async def test_report_cli_queued_twice_runs_once_and_status_shows_the_file(
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+) -> None:
+    await seed_leads(pool, leads=500, agents=1)
+    report_id = f"cli-{uuid.uuid4().hex[:8]}"
+    args = ["report", "--report-id", report_id, "--user-id", "1"]
+    args += ["--start", START.isoformat(), "--end", END.isoformat()]
+    first, second = await asyncio.gather(
+        asyncio.to_thread(run_offload, settings, *args, "--wait", "--json"),
+        asyncio.to_thread(run_offload, settings, *args),
+    )
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert f"queued report-{report_id}" in second.stdout
+    result = json.loads(first.stdout[first.stdout.index("{") :])
+
+    status = await asyncio.to_thread(run_offload, settings, "report", "status", report_id)
+    assert status.returncode == 0, status.stderr
+    assert result["file"] in status.stdout
+    handle = client.get_workflow_handle(f"report-{report_id}")
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert len(smtp_sink.messages()) == 1
+    unknown = await asyncio.to_thread(run_offload, settings, "report", "status", "nope-x")
+    assert unknown.returncode == 2 and "no report 'nope-x'" in unknown.stderr

@@ -1,0 +1,162 @@
+"""GenerateReportWorkflow: plan a report, aggregate its chunks in parallel, finalise, email."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.reports import ReportActivities
+    from offload import queues
+    from offload.models import (
+        EmailJob,
+        ReportChunk,
+        ReportChunkInput,
+        ReportChunkResult,
+        ReportFinalizeInput,
+        ReportJob,
+        ReportPlan,
+        ReportProgress,
+        ReportResult,
+        ReportStatus,
+    )
+    from workflows.dead_letters import run_job
+    from workflows.email import SendEmailWorkflow
+    from workflows.policies import retry_policy
+
+
+@workflow.defn
+class GenerateReportWorkflow:
+    """One report, id `report-<report id>`; its `progress` query answers while it runs."""
+
+    def __init__(self) -> None:
+        self._report_id = ""
+        self._status: ReportStatus = "planning"
+        self._plan: ReportPlan | None = None
+        self._done: dict[int, ReportChunkResult] = {}
+        self._started_at = workflow.now()
+        self._last_done_at = self._started_at
+        self._result: ReportResult | None = None
+
+    @workflow.run
+    async def run(self, job: ReportJob) -> ReportResult:
+        return await run_job("report", job, lambda: self.generate(job))
+
+    async def generate(self, job: ReportJob) -> ReportResult:
+        """The whole job as one awaitable (so a failure path can wrap it in one line)."""
+        self._report_id = job.report_id
+        self._started_at = job.started_at or workflow.now()
+        self._done = {c.index: c for c in job.done_chunks}
+        own_queue = workflow.info().task_queue
+        policy = retry_policy(job.retry)
+
+        plan = job.plan
+        if plan is None:
+            plan = await workflow.execute_activity_method(
+                ReportActivities.plan_report,
+                job,
+                task_queue=queues.sibling(own_queue, queues.DEFAULT),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=policy,
+            )
+        self._plan = plan
+        self._status = "running"
+
+        pending = [c for c in plan.chunks if c.index not in self._done]
+        this_run, later = pending[: job.chunks_per_run], pending[job.chunks_per_run :]
+        slots = asyncio.Semaphore(job.max_parallel_chunks)
+
+        async def aggregate(chunk: ReportChunk) -> None:
+            async with slots:
+                done = await workflow.execute_activity_method(
+                    ReportActivities.aggregate_report_chunk,
+                    ReportChunkInput(report_id=job.report_id, user_id=job.user_id, chunk=chunk),
+                    task_queue=queues.sibling(own_queue, queues.REPORTS),
+                    # A dead worker is noticed by the heartbeat timeout, not this one.
+                    start_to_close_timeout=timedelta(hours=1),
+                    heartbeat_timeout=timedelta(seconds=job.heartbeat_timeout_seconds),
+                    retry_policy=policy,
+                )
+            self._done[done.index] = done
+            self._last_done_at = workflow.now()
+
+        await asyncio.gather(*(aggregate(c) for c in this_run))
+        if later:
+            # The history stays bounded: the next run gets the plan and the finished chunks.
+            workflow.continue_as_new(
+                job.model_copy(
+                    update={
+                        "plan": plan,
+                        "done_chunks": sorted(self._done.values(), key=lambda c: c.index),
+                        "started_at": self._started_at,
+                    }
+                )
+            )
+
+        self._status = "finalising"
+        result = await workflow.execute_activity_method(
+            ReportActivities.finalize_report,
+            ReportFinalizeInput(
+                report_id=job.report_id,
+                user_id=job.user_id,
+                start=job.start,
+                end=job.end,
+                chunks=len(plan.chunks),
+            ),
+            task_queue=queues.sibling(own_queue, queues.DEFAULT),
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=policy,
+        )
+
+        self._status = "emailing"
+        email = EmailJob(
+            to=plan.agent_email,
+            template="report-ready",
+            data={
+                "name": plan.agent_name,
+                "report_id": job.report_id,
+                "start": job.start.isoformat(),
+                "end": job.end.isoformat(),
+                "total_leads": result.total_leads,
+                "file": result.file,
+            },
+            idempotency_key=f"report-ready-{job.report_id}",
+            retry=job.retry,
+        )
+        sent = await workflow.execute_child_workflow(
+            SendEmailWorkflow.run, email, id=email.workflow_id
+        )
+        self._result = result.model_copy(
+            update={
+                "rows_read": sum(c.rows for c in self._done.values()),
+                "started_at": self._started_at,
+                "finished_at": workflow.now(),
+                "email_message_id": sent.message_id,
+            }
+        )
+        self._status = "done"
+        return self._result
+
+    @workflow.query
+    def progress(self) -> ReportProgress:
+        """Chunks done and total, rows read, when it started and when it should finish."""
+        total = len(self._plan.chunks) if self._plan else 0
+        done = len(self._done)
+        eta = None
+        if self._result is not None:
+            eta = self._result.finished_at
+        elif total and done:
+            eta = self._started_at + (self._last_done_at - self._started_at) * total / done
+        return ReportProgress(
+            report_id=self._report_id,
+            status=self._status,
+            chunks_done=done,
+            chunks_total=total,
+            rows_read=sum(c.rows for c in self._done.values()),
+            estimated_rows=self._plan.estimated_rows if self._plan else 0,
+            started_at=self._started_at,
+            eta=eta,
+            result=self._result,
+        )
