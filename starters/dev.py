@@ -30,7 +30,7 @@ async def running_stack(settings: Settings) -> AsyncIterator[tuple[DevStack, Cli
         try:
             for name in await migrate(pool):
                 print(f"migrated  {name}")
-            client = await connect(settings)
+            client = await connect(settings, serve_metrics=True)
             yield stack, client, pool
         finally:
             await pool.close()

@@ -14,6 +14,7 @@ from activities.email import EmailActivities
 from offload import queues
 from offload.db import Pool
 from offload.settings import Settings
+from workers.metrics import JobMetricsInterceptor
 from workflows.email import SendEmailWorkflow
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,11 @@ def build_workers(
         if queue == queues.WORKFLOWS:
             workers.append(
                 Worker(
-                    client, task_queue=name, workflows=WORKFLOWS, graceful_shutdown_timeout=grace
+                    client,
+                    task_queue=name,
+                    workflows=WORKFLOWS,
+                    graceful_shutdown_timeout=grace,
+                    interceptors=[JobMetricsInterceptor()],
                 )
             )
         elif activities[queue]:
