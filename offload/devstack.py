@@ -428,11 +428,14 @@ class DevStack:
             if not s.uses_own("temporal_address"):
                 port = split_address(s.temporal_address)[1]
                 ui_port = split_address(s.temporal_ui_url.removeprefix("http://"))[1]
+                # Encrypted payloads: the UI asks Offload's codec server to show them in clear.
+                codec = ["--ui-codec-endpoint", s.codec_server_url] if s.encryption_key else []
                 self.temporal = TemporalDevServer(
                     port=port,
                     ui_port=ui_port,
                     db_file=data / "temporal.sqlite",
                     log_file=data / "temporal.log",
+                    extra_args=codec,
                 )
                 await self.temporal.start()
                 self.echo(f"temporal  {self.temporal.address}  (Web UI {self.temporal.ui_url})")
