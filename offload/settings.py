@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from offload.models import RetryConfig
@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     )
     # Where a worker serves its Prometheus metrics (host:port); empty turns them off.
     metrics_address: str = Field("127.0.0.1:9464", validation_alias="OFFLOAD_METRICS_ADDRESS")
+
+    @field_validator("encryption_key", "encryption_old_keys", "codec_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # Compose passes `${OFFLOAD_ENCRYPTION_KEY:-}` as an empty string when it is unset.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def retry(self) -> RetryConfig:
