@@ -406,6 +406,13 @@ class SmtpSink:
         return found
 
 
+def ui_codec_args(settings: Settings) -> list[str]:
+    """With encrypted payloads, the dev server's UI asks Offload's codec server to show them."""
+    if settings.encryption_key is None:
+        return []
+    return ["--ui-codec-endpoint", settings.codec_server_url]
+
+
 @dataclass
 class DevStack:
     """The services of `offload dev`: each one the settings do not point elsewhere.
@@ -428,14 +435,12 @@ class DevStack:
             if not s.uses_own("temporal_address"):
                 port = split_address(s.temporal_address)[1]
                 ui_port = split_address(s.temporal_ui_url.removeprefix("http://"))[1]
-                # Encrypted payloads: the UI asks Offload's codec server to show them in clear.
-                codec = ["--ui-codec-endpoint", s.codec_server_url] if s.encryption_key else []
                 self.temporal = TemporalDevServer(
                     port=port,
                     ui_port=ui_port,
                     db_file=data / "temporal.sqlite",
                     log_file=data / "temporal.log",
-                    extra_args=codec,
+                    extra_args=ui_codec_args(s),
                 )
                 await self.temporal.start()
                 self.echo(f"temporal  {self.temporal.address}  (Web UI {self.temporal.ui_url})")

@@ -22,6 +22,7 @@ from offload.settings import Settings
 from starters.dev import running_stack
 from starters.email import enqueue_email
 from starters.jobs import workflow_ui_url
+from starters.stats import collect_stats, render_table
 from workers.main import build_workers, run_workers
 
 
@@ -73,8 +74,18 @@ async def lead_confirmation_step(demo: Demo) -> None:
     await show_workflow(demo, handle.id)
 
 
+async def stats_step(demo: Demo) -> None:
+    demo.heading("6. Queue depth, jobs, dead letters and latency: `offload stats`")
+    address = demo.settings.metrics_address
+    stats = await collect_stats(
+        demo.client, demo.settings, f"http://{address}/metrics" if address else ""
+    )
+    print(render_table(stats))
+    print("\n`offload stats --watch` refreshes this; `--json` is for scripts.")
+
+
 Step = Callable[[Demo], Awaitable[None]]
-STEPS: list[Step] = [lead_confirmation_step]
+STEPS: list[Step] = [lead_confirmation_step, stats_step]
 
 
 async def demo_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -18,6 +18,7 @@ from offload.codec import (
     new_key,
     parse_key,
 )
+from offload.devstack import TemporalDevServer, ui_codec_args
 from offload.settings import Settings
 from offload.temporal import data_converter
 
@@ -102,3 +103,20 @@ def test_the_codec_token_falls_back_to_the_api_token() -> None:
     both = settings(OFFLOAD_API_TOKEN="api", OFFLOAD_CODEC_TOKEN="codec")
     assert both.codec_server_token == "codec"
     assert isinstance(both.codec_token, SecretStr)
+
+
+def test_the_dev_ui_decodes_through_the_codec_server_only_with_a_key() -> None:
+    assert ui_codec_args(settings()) == []
+    keyed = settings(
+        OFFLOAD_ENCRYPTION_KEY=new_key(), OFFLOAD_CODEC_SERVER_ADDRESS="127.0.0.1:9999"
+    )
+    server = TemporalDevServer(port=1, ui_port=2, extra_args=ui_codec_args(keyed))
+    command = server.command()
+    assert command[command.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:9999"
+
+
+def test_blank_keys_from_compose_mean_no_encryption() -> None:
+    assert (
+        settings(OFFLOAD_ENCRYPTION_KEY="", OFFLOAD_ENCRYPTION_OLD_KEYS=" ").encryption_key is None
+    )
+    assert encryption_codec(settings(OFFLOAD_ENCRYPTION_KEY="")) is None
