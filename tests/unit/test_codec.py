@@ -7,6 +7,7 @@ import base64
 import pytest
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
+from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
 from offload.codec import (
     ENCODING,
@@ -93,6 +94,7 @@ def test_the_converter_encrypts_only_with_a_key_set() -> None:
     assert codec.key_id == key_id(parse_key(second))
     converter = data_converter(settings(OFFLOAD_ENCRYPTION_KEY=first))
     assert isinstance(converter.payload_codec, EncryptionCodec)
+    assert isinstance(converter.failure_converter, DefaultFailureConverterWithEncodedAttributes)
     with pytest.raises(EncryptionKeyError, match="OFFLOAD_ENCRYPTION_OLD_KEYS"):
         encryption_codec(settings(OFFLOAD_ENCRYPTION_KEY=first, OFFLOAD_ENCRYPTION_OLD_KEYS="x"))
 
