@@ -82,8 +82,10 @@ class LatencyStats(BaseModel):
 
 
 class DeadLetterStats(BaseModel):
+    """Dead-letter entries by job kind and status (`dead` waits for an operator)."""
+
     available: bool
-    by_kind: dict[str, int] = {}
+    by_kind: dict[str, dict[str, int]] = {}
     note: str = ""
 
 
@@ -176,25 +178,21 @@ async def dead_letter_stats(client: Client, settings: Settings) -> DeadLetterSta
     return DeadLetterStats(available=True, by_kind=summary_by_kind(summary))
 
 
-def summary_by_kind(summary: Any) -> dict[str, int]:
-    """Entries per job kind from the dead-letter summary, whatever its exact shape."""
+def summary_by_kind(summary: Any) -> dict[str, dict[str, int]]:
+    """Entries per job kind and status from the dead-letter workflow's `summary`.
+
+    The summary is `DeadLetterSummary` as JSON: `{"counts": {kind: {status: n}}, ...}`.
+    """
     if isinstance(summary, BaseModel):
         summary = summary.model_dump()
-    if isinstance(summary, dict):
-        for key in ("by_kind", "pending_by_kind", "kinds"):
-            value = summary.get(key)
-            if isinstance(value, dict):
-                return {str(k): int(v) for k, v in value.items()}
-        entries = summary.get("entries")
-        if isinstance(entries, list):
-            counted: dict[str, int] = defaultdict(int)
-            for entry in entries:
-                if isinstance(entry, dict):
-                    counted[str(entry.get("kind", "?"))] += 1
-            return dict(counted)
-        if all(isinstance(v, int) for v in summary.values()):
-            return {str(k): int(v) for k, v in summary.items()}
-    return {}
+    counts = summary.get("counts") if isinstance(summary, dict) else None
+    if not isinstance(counts, dict):
+        return {}
+    return {
+        str(kind): {str(status): int(n) for status, n in by_status.items()}
+        for kind, by_status in counts.items()
+        if isinstance(by_status, dict)
+    }
 
 
 async def schedule_stats(client: Client, settings: Settings) -> list[ScheduleStats]:
@@ -362,7 +360,13 @@ def render_table(stats: Stats) -> str:
     out += ["", "dead-letter queue"]
     dlq = stats.dead_letters
     if dlq.by_kind:
-        out += _table(["kind", "entries"], [[k, str(v)] for k, v in sorted(dlq.by_kind.items())])
+        out += _table(
+            ["kind", "dead", "redriven", "discarded"],
+            [
+                [kind, *(str(counts.get(s, 0)) for s in ("dead", "redriven", "discarded"))]
+                for kind, counts in sorted(dlq.by_kind.items())
+            ],
+        )
     else:
         out.append(dlq.note or "empty")
     out += ["", "schedules"]

@@ -48,10 +48,17 @@ def test_latency_sums_histograms_over_their_labels() -> None:
     assert found["activity execution"].p50 is None
 
 
-def test_dead_letter_summaries_of_either_shape_count_by_kind() -> None:
-    assert summary_by_kind({"by_kind": {"email": 2}}) == {"email": 2}
-    assert summary_by_kind({"entries": [{"kind": "email"}, {"kind": "email"}]}) == {"email": 2}
-    assert summary_by_kind({"email": 1, "report": 3}) == {"email": 1, "report": 3}
+def test_the_dead_letter_summary_counts_by_kind_and_status() -> None:
+    summary = {
+        "counts": {"email": {"dead": 2, "redriven": 1}, "report": {"discarded": 1}},
+        "newest_ids": ["a", "b"],
+        "continued_as_new": 0,
+    }
+    assert summary_by_kind(summary) == {
+        "email": {"dead": 2, "redriven": 1},
+        "report": {"discarded": 1},
+    }
+    assert summary_by_kind({"newest_ids": []}) == {}
     assert summary_by_kind("nonsense") == {}
 
 
@@ -70,7 +77,7 @@ def test_the_table_answers_each_question() -> None:
             )
         ],
         jobs=[JobCounts(kind="SendEmailWorkflow", running=7, closed_last_hour={"failed": 2})],
-        dead_letters=DeadLetterStats(available=True, by_kind={"SendEmailWorkflow": 2}),
+        dead_letters=DeadLetterStats(available=True, by_kind={"email": {"dead": 2, "redriven": 1}}),
         schedules=[],
         latency=latency_stats(SCRAPE),
         metrics_source="http://127.0.0.1:9464/metrics",
@@ -79,4 +86,5 @@ def test_the_table_answers_each_question() -> None:
     assert "offload-workflows  workflow  7        90s" in table
     assert "SendEmailWorkflow  7        0          2" in table
     assert "job enqueue-to-done         20     100ms" in table
+    assert "email  2     1         0" in table
     assert "schedules\nnone" in table
