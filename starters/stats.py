@@ -100,13 +100,14 @@ class Stats(BaseModel):
 
 
 def job_kinds() -> list[str]:
-    """The workflow type names the worker runs."""
+    """The job workflow types the worker runs (not long-lived ones like the dead-letter queue)."""
     from workers.main import WORKFLOWS
+    from workers.metrics import NOT_JOBS
 
     names = []
     for cls in WORKFLOWS:
         defn = workflow._Definition.from_class(cls)
-        if defn is not None and defn.name:
+        if defn is not None and defn.name and defn.name not in NOT_JOBS:
             names.append(defn.name)
     return names
 
