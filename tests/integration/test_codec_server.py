@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import ClientSession, web
 from google.protobuf import json_format
+from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 
 from offload.codec import EncryptionCodec, codec_app, new_key, parse_key
 from offload.devstack import free_port
+from offload.settings import Settings
+from tests.harness import offload_process, run_offload
 
 UI = "http://localhost:8233"
 TOKEN = "s3cret-token"
@@ -72,3 +78,39 @@ async def test_refused_without_the_token_or_from_another_origin(
             assert "Access-Control-Allow-Origin" not in response.headers or status != 403
             text = await response.text()
     assert "ada@example.com" not in text
+
+
+async def test_the_command_serves_with_the_settings_keys_and_stops_on_sigterm(
+    settings: Settings,
+) -> None:
+    key, port = new_key(), free_port()
+    keyed = settings.model_copy(
+        update={
+            "encryption_key": SecretStr(key),
+            "codec_token": SecretStr(TOKEN),
+            "codec_server_address": f"127.0.0.1:{port}",
+        }
+    )
+    refused = await asyncio.to_thread(run_offload, settings, "codec-server")
+    assert refused.returncode == 2
+    assert "OFFLOAD_ENCRYPTION_KEY is not set" in refused.stderr
+
+    process = offload_process(keyed, "codec-server", stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = await asyncio.to_thread(process.stdout.readline)
+        assert f"codec server on http://127.0.0.1:{port}" in line.decode()
+        body = await encrypted_body(EncryptionCodec(parse_key(key)))
+        headers = {"Origin": settings.temporal_ui_url, "Authorization": f"Bearer {TOKEN}"}
+        async with ClientSession() as http:
+            url = f"http://127.0.0.1:{port}/decode"
+            async with http.post(url, data=body, headers=headers) as response:
+                assert response.status == 200
+                decoded = json_format.Parse(await response.text(), Payloads())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 30)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert code == 0
+    assert decoded.payloads[0].data == b'{"to": "ada@example.com"}'
