@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from cryptography.exceptions import InvalidTag
@@ -27,6 +28,7 @@ from offload.settings import Settings
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class EncryptionKeyError(ValueError):
@@ -121,19 +123,36 @@ def encryption_codec(settings: Settings) -> EncryptionCodec | None:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def codec_app(codec: PayloadCodec, *, allowed_origin: str, token: str | None) -> web.Application:
+def ui_origins(ui_url: str) -> list[str]:
+    """The browser origins of the Web UI at `ui_url`; on loopback, by name and by address."""
+    parts = urlsplit(ui_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if parts.hostname not in LOOPBACK:
+        return [origin]
+    port = f":{parts.port}" if parts.port else ""
+    return [origin] + [
+        f"{parts.scheme}://{host}{port}"
+        for host in ("localhost", "127.0.0.1")
+        if host != parts.hostname
+    ]
+
+
+def codec_app(
+    codec: PayloadCodec, *, allowed_origin: str | Sequence[str], token: str | None
+) -> web.Application:
     """The HTTP app of the codec server.
 
-    Only `allowed_origin` (the Web UI) gets CORS headers, and a request from any other
+    Only the allowed origins (the Web UI's) get CORS headers, and a request from any other
     origin is refused outright: a page elsewhere cannot make a browser decode for it.
     With a token, every request must carry `Authorization: Bearer <token>`.
     """
-    origin_allowed = allowed_origin.rstrip("/")
+    allowed = [allowed_origin] if isinstance(allowed_origin, str) else list(allowed_origin)
+    origins_allowed = {o.rstrip("/") for o in allowed}
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") != origin_allowed:
+        if origin is not None and origin.rstrip("/") not in origins_allowed:
             return web.json_response({"error": "origin not allowed"}, status=403)
         if request.method == "OPTIONS":
             response: web.StreamResponse = web.Response(status=204)
@@ -183,14 +202,16 @@ def settings_codec_app(settings: Settings) -> web.Application:
     if codec is None:
         raise EncryptionKeyError("OFFLOAD_ENCRYPTION_KEY is not set: there is nothing to decode")
     return codec_app(
-        codec, allowed_origin=settings.temporal_ui_url, token=settings.codec_server_token
+        codec,
+        allowed_origin=ui_origins(settings.temporal_ui_url),
+        token=settings.codec_server_token,
     )
 
 
 async def start_codec_server(settings: Settings) -> web.AppRunner:
     """Serve at `OFFLOAD_CODEC_SERVER_ADDRESS` until `await runner.cleanup()`."""
     host, _, port = settings.codec_server_address.rpartition(":")
-    if settings.codec_server_token is None and host not in ("127.0.0.1", "localhost", "::1"):
+    if settings.codec_server_token is None and host not in LOOPBACK:
         # Anyone who can reach it could decrypt: off the loopback interface it needs a token.
         raise EncryptionKeyError(
             f"the codec server on {settings.codec_server_address} needs OFFLOAD_CODEC_TOKEN "

@@ -18,6 +18,7 @@ from offload.codec import (
     key_id,
     new_key,
     parse_key,
+    ui_origins,
 )
 from offload.devstack import TemporalDevServer, ui_codec_args
 from offload.settings import Settings
@@ -122,3 +123,12 @@ def test_blank_keys_from_compose_mean_no_encryption() -> None:
         settings(OFFLOAD_ENCRYPTION_KEY="", OFFLOAD_ENCRYPTION_OLD_KEYS=" ").encryption_key is None
     )
     assert encryption_codec(settings(OFFLOAD_ENCRYPTION_KEY="")) is None
+
+
+def test_the_ui_origin_on_loopback_is_allowed_by_name_and_by_address() -> None:
+    assert ui_origins("http://localhost:8233") == ["http://localhost:8233", "http://127.0.0.1:8233"]
+    assert ui_origins("http://127.0.0.1:8080/") == [
+        "http://127.0.0.1:8080",
+        "http://localhost:8080",
+    ]
+    assert ui_origins("https://temporal.example.com") == ["https://temporal.example.com"]
