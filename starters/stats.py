@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import math
 import urllib.error
 import urllib.request
@@ -30,6 +32,7 @@ from offload import queues
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
+from starters.worker import stop_on_signals
 
 DEAD_LETTERS_ID = "dead-letters"
 CLOSED_STATUSES = ("Completed", "Failed", "TimedOut", "Terminated", "Canceled")
@@ -410,9 +413,13 @@ async def stats_command(args: argparse.Namespace, settings: Settings) -> int:
             f"http://{settings.metrics_address}/metrics" if settings.metrics_address else ""
         )
     client = await connect(settings)
+    stop = stop_on_signals() if args.watch else asyncio.Event()
     while True:
         stats = await collect_stats(client, settings, metrics_url)
-        if args.json:
+        if args.json and args.watch:
+            # One line per refresh, so a script can read the stream line by line.
+            print(json.dumps(stats.model_dump(mode="json"), sort_keys=True), flush=True)
+        elif args.json:
             print_json(stats.model_dump(mode="json"))
         else:
             if args.watch:
@@ -420,7 +427,11 @@ async def stats_command(args: argparse.Namespace, settings: Settings) -> int:
             print(render_table(stats), flush=True)
         if not args.watch:
             return 0
-        await asyncio.sleep(args.interval)
+        # Ctrl-C or SIGTERM ends the watch as a normal exit, between two refreshes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.interval)
+        if stop.is_set():
+            return 0
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -430,7 +441,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="How deep is each task queue, how long do jobs wait and run, what failed. "
         "Reads Temporal and the worker's metrics endpoint (OFFLOAD_METRICS_ADDRESS).",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON (one object per refresh)")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (with --watch, one line per refresh)"
+    )
     parser.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     parser.add_argument(
         "--interval", type=float, default=2.0, help="seconds between refreshes with --watch"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,7 +17,7 @@ from offload.settings import Settings
 from offload.temporal import connect
 from starters.email import enqueue_email
 from starters.stats import Stats, collect_stats, latency_stats, scrape
-from tests.harness import run_offload, running_worker
+from tests.harness import offload_process, run_offload, running_worker
 from tests.integration.test_email_job import lead_email
 
 JOBS = 5
@@ -99,3 +101,29 @@ async def test_the_worker_serves_sdk_and_job_metrics(settings: Settings, pool: P
     assert latency["activity execution"].count >= 1
     assert latency["workflow schedule-to-start"].count >= 1
     assert latency["job enqueue-to-done"].p50 is not None
+
+
+async def test_watch_prints_a_refresh_per_interval_until_sigint(settings: Settings) -> None:
+    process = offload_process(
+        settings,
+        "stats",
+        "--watch",
+        "--json",
+        "--interval",
+        "0.2",
+        "--metrics-url",
+        "",
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        first = json.loads(await asyncio.to_thread(process.stdout.readline))
+        second = json.loads(await asyncio.to_thread(process.stdout.readline))
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(process.wait, 30)
+        process.stdout.close()
+    assert code == 0
+    assert second["collected_at"] > first["collected_at"]
+    queue = first["queues"][0]["queue"]
+    assert queue == f"{settings.task_queue_prefix}offload-workflows"
