@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         # Compose passes `${OFFLOAD_ENCRYPTION_KEY:-}` as an empty string when it is unset.
         return None if isinstance(value, str) and not value.strip() else value
 
+    # The dead-letter workflow continues as new past this many history events (or sooner,
+    # when the server suggests it), so its history stays bounded.
+    dlq_max_history_events: int = Field(
+        10_000, validation_alias="OFFLOAD_DLQ_MAX_HISTORY_EVENTS", ge=100
+    )
+
     @property
     def retry(self) -> RetryConfig:
         """The retry policy of job activities, as the job inputs carry it."""

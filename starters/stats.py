@@ -34,7 +34,6 @@ from offload.temporal import connect
 from starters.console import CommandError, print_json
 from starters.worker import stop_on_signals
 
-DEAD_LETTERS_ID = "dead-letters"
 CLOSED_STATUSES = ("Completed", "Failed", "TimedOut", "Terminated", "Canceled")
 
 # Histograms of the worker's endpoint, by the name `offload stats` shows them under.
@@ -169,7 +168,7 @@ async def job_counts(client: Client, settings: Settings, now: datetime) -> list[
 
 async def dead_letter_stats(client: Client, settings: Settings) -> DeadLetterStats:
     """The dead-letter queue by kind, from the `summary` query of its workflow."""
-    workflow_id = f"{settings.task_queue_prefix}{DEAD_LETTERS_ID}"
+    workflow_id = queues.dead_letters_id(settings.task_queue_prefix)
     try:
         summary: Any = await client.get_workflow_handle(workflow_id).query("summary")
     except RPCError as err:

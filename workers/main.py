@@ -10,26 +10,35 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.dead_letters import DeadLetterActivities
 from activities.email import EmailActivities
 from offload import queues
 from offload.db import Pool
 from offload.settings import Settings
 from workers.metrics import JobMetricsInterceptor
+from workflows.dead_letters import DeadLetterWorkflow
 from workflows.email import SendEmailWorkflow
 
 log = logging.getLogger(__name__)
 
 # Every workflow type Offload runs; all of them poll `offload-workflows`.
-WORKFLOWS: list[type] = [SendEmailWorkflow]
+WORKFLOWS: list[type] = [SendEmailWorkflow, DeadLetterWorkflow]
 
 
 def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
     """The activities each queue serves, built once with their dependencies."""
     email = EmailActivities(settings, pool)
+    dead_letters = DeadLetterActivities(settings, pool)
     return {
         queues.EMAIL: [email.send_email],
         queues.REPORTS: [],
-        queues.DEFAULT: [],
+        queues.DEFAULT: [
+            dead_letters.record_dead_letter,
+            dead_letters.store_dead_letters,
+            dead_letters.find_dead_letter_refs,
+            dead_letters.redrive_dead_letters,
+            dead_letters.discard_dead_letters,
+        ],
     }
 
 
