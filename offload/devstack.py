@@ -463,6 +463,13 @@ class SampleFeedServer:
             self._thread = None
 
 
+def ui_codec_args(settings: Settings) -> list[str]:
+    """With encrypted payloads, the dev server's UI asks Offload's codec server to show them."""
+    if settings.encryption_key is None:
+        return []
+    return ["--ui-codec-endpoint", settings.codec_server_url]
+
+
 @dataclass
 class DevStack:
     """The services of `offload dev`: each one the settings do not point elsewhere.
@@ -491,6 +498,7 @@ class DevStack:
                     ui_port=ui_port,
                     db_file=data / "temporal.sqlite",
                     log_file=data / "temporal.log",
+                    extra_args=ui_codec_args(s),
                 )
                 await self.temporal.start()
                 self.echo(f"temporal  {self.temporal.address}  (Web UI {self.temporal.ui_url})")

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
     temporal_tls_cert: Path | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
     temporal_tls_key: Path | None = Field(None, validation_alias="TEMPORAL_TLS_KEY")
+    # A private CA's certificate and the name on the server's certificate, for self-run clusters.
+    temporal_tls_ca: Path | None = Field(None, validation_alias="TEMPORAL_TLS_CA")
+    temporal_tls_server_name: str | None = Field(None, validation_alias="TEMPORAL_TLS_SERVER_NAME")
     temporal_ui_url: str = Field("http://localhost:8233", validation_alias="TEMPORAL_UI_URL")
 
     # PostgreSQL: unset means the embedded server of `offload dev`.
@@ -44,6 +47,15 @@ class Settings(BaseSettings):
 
     # Security
     encryption_key: SecretStr | None = Field(None, validation_alias="OFFLOAD_ENCRYPTION_KEY")
+    # Keys rotated out, comma-separated: payloads they encrypted still decrypt.
+    encryption_old_keys: SecretStr | None = Field(
+        None, validation_alias="OFFLOAD_ENCRYPTION_OLD_KEYS"
+    )
+    codec_server_address: str = Field(
+        "127.0.0.1:8234", validation_alias="OFFLOAD_CODEC_SERVER_ADDRESS"
+    )
+    # The token the codec server wants; unset, it takes OFFLOAD_API_TOKEN's.
+    codec_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_CODEC_TOKEN")
     api_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_API_TOKEN")
 
     # Where `offload dev` keeps its data and where report files go.
@@ -73,6 +85,14 @@ class Settings(BaseSettings):
     reports_max_concurrent_activities: int = Field(
         2, validation_alias="OFFLOAD_REPORTS_MAX_CONCURRENT_ACTIVITIES", ge=1
     )
+    # Where a worker serves its Prometheus metrics (host:port); empty turns them off.
+    metrics_address: str = Field("127.0.0.1:9464", validation_alias="OFFLOAD_METRICS_ADDRESS")
+
+    @field_validator("encryption_key", "encryption_old_keys", "codec_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # Compose passes `${OFFLOAD_ENCRYPTION_KEY:-}` as an empty string when it is unset.
+        return None if isinstance(value, str) and not value.strip() else value
 
     # The dead-letter workflow continues as new past this many history events (or sooner,
     # when the server suggests it), so its history stays bounded.
@@ -172,6 +192,16 @@ class Settings(BaseSettings):
                 str(value).lower() if isinstance(value, bool) else str(value)
             )
         return env
+
+    @property
+    def codec_server_token(self) -> str | None:
+        """The token the codec server checks: `OFFLOAD_CODEC_TOKEN`, else `OFFLOAD_API_TOKEN`."""
+        token = self.codec_token or self.api_token
+        return token.get_secret_value() if token is not None else None
+
+    @property
+    def codec_server_url(self) -> str:
+        return f"http://{self.codec_server_address}"
 
     def uses_own(self, name: str) -> bool:
         """Whether the variable `name` was set, so `offload dev` must not start its own service."""

@@ -1,41 +1,121 @@
-"""The one place that connects a Temporal client."""
+"""The one place that connects a Temporal client: data converter, TLS, API key, metrics runtime."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
+from offload.codec import encryption_codec
+from offload.devstack import port_is_free, split_address
 from offload.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic payloads for every job model."""
-    return pydantic_data_converter
+    """Pydantic payloads for every job model, encrypted when `OFFLOAD_ENCRYPTION_KEY` is set."""
+    codec = encryption_codec(settings)
+    if codec is None:
+        return pydantic_data_converter
+    # Failure messages and stack traces can quote what failed (an address, a name): they are
+    # moved into an encoded payload too, so the history shows only "Encoded failure".
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
-    """mTLS when a client certificate is configured, plain TLS with an API key, else none."""
-    if settings.temporal_tls_cert and settings.temporal_tls_key:
-        return TLSConfig(
-            client_cert=settings.temporal_tls_cert.read_bytes(),
-            client_private_key=settings.temporal_tls_key.read_bytes(),
+    """The client's TLS: mTLS with a client certificate, server TLS with an API key, else none.
+
+    A private CA (`TEMPORAL_TLS_CA`) or a server name (`TEMPORAL_TLS_SERVER_NAME`) turns
+    TLS on too; Temporal Cloud needs neither (its certificates chain to public roots).
+    """
+    if (settings.temporal_tls_cert is None) != (settings.temporal_tls_key is None):
+        raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both for mTLS, or neither")
+    custom = (
+        settings.temporal_tls_cert is not None
+        or settings.temporal_tls_ca is not None
+        or settings.temporal_tls_server_name is not None
+    )
+    if not custom:
+        # An API key travels as a bearer token: never over plain text.
+        return settings.temporal_api_key is not None
+    return TLSConfig(
+        server_root_ca_cert=settings.temporal_tls_ca.read_bytes()
+        if settings.temporal_tls_ca
+        else None,
+        domain=settings.temporal_tls_server_name,
+        client_cert=settings.temporal_tls_cert.read_bytes() if settings.temporal_tls_cert else None,
+        client_private_key=settings.temporal_tls_key.read_bytes()
+        if settings.temporal_tls_key
+        else None,
+    )
+
+
+# One runtime per metrics address and process: a runtime owns its Prometheus endpoint, and
+# the SDK wants runtimes few and long-lived. Clients that serve no metrics share the default.
+_runtimes: dict[str, Runtime] = {}
+
+
+def metrics_runtime(address: str) -> Runtime:
+    """The runtime whose workers and clients export Prometheus metrics at `address`."""
+    runtime = _runtimes.get(address)
+    if runtime is None:
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(
+                    bind_address=address,
+                    counters_total_suffix=True,
+                    unit_suffix=True,
+                    durations_as_seconds=True,
+                )
+            )
         )
-    return settings.temporal_api_key is not None
+        _runtimes[address] = runtime
+    return runtime
+
+
+def _runtime_for(settings: Settings) -> Runtime | None:
+    address = settings.metrics_address
+    if not address:
+        return None
+    if address in _runtimes:
+        return _runtimes[address]
+    host, port = split_address(address)
+    if not port_is_free(port, host):
+        # Metrics must not keep jobs from running: a second worker on one host goes without.
+        log.warning("metrics off: %s is in use (OFFLOAD_METRICS_ADDRESS)", address)
+        return None
+    try:
+        return metrics_runtime(address)
+    except RuntimeError as err:
+        log.warning("metrics off: cannot serve them at %s (%s)", address, err)
+        return None
 
 
 class TemporalUnavailableError(ConnectionError):
     """Temporal cannot be reached at the configured address."""
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
     """A client for the configured address and namespace, with Offload's data converter.
+
+    With `serve_metrics` (workers do), the client and the workers built on it export the
+    SDK's and Offload's metrics at `OFFLOAD_METRICS_ADDRESS`.
 
     Raises:
         TemporalUnavailableError: nothing answers at `TEMPORAL_ADDRESS`.
     """
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    runtime = _runtime_for(settings) if serve_metrics else None
     try:
         return await Client.connect(
             settings.temporal_address,
@@ -43,6 +123,7 @@ async def connect(settings: Settings) -> Client:
             data_converter=data_converter(settings),
             tls=tls_config(settings),
             api_key=api_key,
+            runtime=runtime,
         )
     except RuntimeError as err:
         raise TemporalUnavailableError(

@@ -16,10 +16,10 @@ from offload.db import DatabaseUnavailableError
 from offload.devstack import PortInUseError
 from offload.settings import Settings
 from offload.temporal import TemporalUnavailableError
-from starters import db, demo, dev, dlq, email, report, schedules, worker
+from starters import codec, db, demo, dev, dlq, email, report, schedules, stats, worker
 from starters.console import CommandError, fail
 
-COMMAND_MODULES = [dev, demo, worker, db, email, dlq, report, schedules]
+COMMAND_MODULES = [dev, demo, worker, db, email, dlq, report, schedules, stats, codec]
 
 
 def build_parser() -> argparse.ArgumentParser:

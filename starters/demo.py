@@ -33,6 +33,7 @@ from starters.email import enqueue_email
 from starters.jobs import workflow_ui_url
 from starters.schedules import apply_schedules
 from starters.schedules import schedule_id as schedule_id_of
+from starters.stats import collect_stats, render_table
 from workers.main import build_workers, run_workers
 from workflows.dead_letters import DeadLetterWorkflow
 
@@ -174,8 +175,18 @@ async def dead_letters_step(demo: Demo) -> None:
     print(f"landed    {len(landed)} message(s), one per redriven job")
 
 
+async def stats_step(demo: Demo) -> None:
+    demo.heading("6. Queue depth, jobs, dead letters and latency: `offload stats`")
+    address = demo.settings.metrics_address
+    stats = await collect_stats(
+        demo.client, demo.settings, f"http://{address}/metrics" if address else ""
+    )
+    print(render_table(stats))
+    print("\n`offload stats --watch` refreshes this; `--json` is for scripts.")
+
+
 Step = Callable[[Demo], Awaitable[None]]
-STEPS: list[Step] = [lead_confirmation_step, dead_letters_step, schedules_step]
+STEPS: list[Step] = [lead_confirmation_step, dead_letters_step, schedules_step, stats_step]
 
 
 async def demo_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from temporalio.client import Client
 
 from offload import queues
+from offload.codec import start_codec_server
 from offload.db import Pool, create_pool, migrate
 from offload.devstack import DevStack
 from offload.settings import Settings
@@ -25,16 +26,22 @@ async def running_stack(settings: Settings) -> AsyncIterator[tuple[DevStack, Cli
     """Start the embedded services, migrate, connect; stop everything on the way out."""
     stack = DevStack(settings)
     await stack.start()
+    codec_server = None
     try:
+        if settings.encryption_key is not None:
+            codec_server = await start_codec_server(settings)
+            print(f"codec     {settings.codec_server_url}  (the Web UI decrypts payloads with it)")
         pool = await create_pool(settings)
         try:
             for name in await migrate(pool):
                 print(f"migrated  {name}")
-            client = await connect(settings)
+            client = await connect(settings, serve_metrics=True)
             yield stack, client, pool
         finally:
             await pool.close()
     finally:
+        if codec_server is not None:
+            await codec_server.cleanup()
         stack.stop()
 
 

@@ -45,7 +45,7 @@ async def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.grace is not None:
         settings = settings.model_copy(update={"worker_grace_seconds": args.grace})
     stop = stop_on_signals()
-    client = await connect(settings)
+    client = await connect(settings, serve_metrics=True)
     pool = await create_pool(settings)
     try:
         workers = build_workers(client, settings, pool, kinds)

@@ -21,6 +21,7 @@ from activities.sessions import SessionActivities
 from offload import queues
 from offload.db import Pool
 from offload.settings import Settings
+from workers.metrics import JobMetricsInterceptor
 from workflows.dead_letters import DeadLetterWorkflow
 from workflows.email import SendEmailWorkflow
 from workflows.maintenance import (
@@ -95,7 +96,11 @@ def build_workers(
         if queue == queues.WORKFLOWS:
             workers.append(
                 Worker(
-                    client, task_queue=name, workflows=WORKFLOWS, graceful_shutdown_timeout=grace
+                    client,
+                    task_queue=name,
+                    workflows=WORKFLOWS,
+                    graceful_shutdown_timeout=grace,
+                    interceptors=[JobMetricsInterceptor()],
                 )
             )
         elif activities[queue]:

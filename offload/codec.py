@@ -1,0 +1,223 @@
+"""Payload encryption: an AES-GCM `PayloadCodec`, and the codec server the Web UI decodes with.
+
+Every payload a client or worker sends to Temporal (job inputs, results, failures' details)
+is encrypted with the current key; the key's id travels in the payload's metadata, so a
+payload encrypted before a rotation is decrypted with the old key that made it. Temporal
+stores only ciphertext: customers' names and addresses never sit in its history in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.converter import PayloadCodec
+
+from offload.settings import Settings
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+NONCE_BYTES = 12
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class EncryptionKeyError(ValueError):
+    """A key in the settings is not base64 of 32 bytes, or a payload's key is unknown."""
+
+
+def parse_key(text: str, variable: str = "OFFLOAD_ENCRYPTION_KEY") -> bytes:
+    """The 32 bytes of a base64 AES-256 key (`openssl rand -base64 32` makes one)."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise EncryptionKeyError(f"{variable}: not base64 ({err})") from err
+    if len(key) != 32:
+        raise EncryptionKeyError(f"{variable}: an AES-256 key is 32 bytes, this one {len(key)}")
+    return key
+
+
+def key_id(key: bytes) -> str:
+    """A short public name for a key: it tells which key made a payload, never the key."""
+    return hashlib.sha256(b"offload-key-id:" + key).hexdigest()[:16]
+
+
+def new_key() -> str:
+    """A fresh random key, base64, as `OFFLOAD_ENCRYPTION_KEY` takes it."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-256-GCM over each whole serialized payload, with the key id in its metadata.
+
+    Payloads without the encrypted encoding (written before encryption was turned on) pass
+    through `decode` unchanged, so turning encryption on leaves older histories readable.
+    """
+
+    def __init__(self, key: bytes, old_keys: Sequence[bytes] = ()) -> None:
+        self.key_id = key_id(key)
+        self._current = AESGCM(key)
+        self._keys = {key_id(k): AESGCM(k) for k in old_keys}
+        self._keys[self.key_id] = self._current
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._encrypt(p) for p in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._decrypt(p) for p in payloads]
+
+    def _encrypt(self, payload: Payload) -> Payload:
+        nonce = os.urandom(NONCE_BYTES)
+        # The key id is authenticated data: a payload cannot be relabelled to another key.
+        sealed = self._current.encrypt(nonce, payload.SerializeToString(), self.key_id.encode())
+        return Payload(
+            metadata={"encoding": ENCODING, KEY_ID: self.key_id.encode()},
+            data=nonce + sealed,
+        )
+
+    def _decrypt(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            return payload
+        kid = payload.metadata.get(KEY_ID, b"").decode()
+        aes = self._keys.get(kid)
+        if aes is None:
+            raise EncryptionKeyError(
+                f"payload encrypted with key {kid!r}, which is neither OFFLOAD_ENCRYPTION_KEY "
+                "nor in OFFLOAD_ENCRYPTION_OLD_KEYS"
+            )
+        nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
+        try:
+            plain = aes.decrypt(nonce, sealed, kid.encode())
+        except InvalidTag as err:
+            raise EncryptionKeyError(f"payload under key {kid!r} fails authentication") from err
+        return Payload.FromString(plain)
+
+
+def encryption_codec(settings: Settings) -> EncryptionCodec | None:
+    """The codec of the settings' keys, or None when `OFFLOAD_ENCRYPTION_KEY` is unset."""
+    if settings.encryption_key is None:
+        return None
+    key = parse_key(settings.encryption_key.get_secret_value())
+    old_text = (
+        settings.encryption_old_keys.get_secret_value() if settings.encryption_old_keys else ""
+    )
+    old = [
+        parse_key(part, "OFFLOAD_ENCRYPTION_OLD_KEYS")
+        for part in old_text.split(",")
+        if part.strip()
+    ]
+    return EncryptionCodec(key, old)
+
+
+# The codec server: the Web UI posts {"payloads": [...]} (protobuf JSON) to /encode and /decode.
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def ui_origins(ui_url: str) -> list[str]:
+    """The browser origins of the Web UI at `ui_url`; on loopback, by name and by address."""
+    parts = urlsplit(ui_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if parts.hostname not in LOOPBACK:
+        return [origin]
+    port = f":{parts.port}" if parts.port else ""
+    return [origin] + [
+        f"{parts.scheme}://{host}{port}"
+        for host in ("localhost", "127.0.0.1")
+        if host != parts.hostname
+    ]
+
+
+def codec_app(
+    codec: PayloadCodec, *, allowed_origin: str | Sequence[str], token: str | None
+) -> web.Application:
+    """The HTTP app of the codec server.
+
+    Only the allowed origins (the Web UI's) get CORS headers, and a request from any other
+    origin is refused outright: a page elsewhere cannot make a browser decode for it.
+    With a token, every request must carry `Authorization: Bearer <token>`.
+    """
+    allowed = [allowed_origin] if isinstance(allowed_origin, str) else list(allowed_origin)
+    origins_allowed = {o.rstrip("/") for o in allowed}
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") not in origins_allowed:
+            return web.json_response({"error": "origin not allowed"}, status=403)
+        if request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204)
+        elif token is not None and not _bearer_matches(request, token):
+            response = web.json_response({"error": "missing or wrong bearer token"}, status=401)
+        else:
+            response = await handler(request)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Content-Type, X-Namespace, Authorization"
+            )
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    def endpoint(transform: Callable[[Sequence[Payload]], Awaitable[list[Payload]]]) -> Handler:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                payloads = json_format.Parse(await request.text(), Payloads())
+            except (json_format.ParseError, ValueError) as err:
+                return web.json_response({"error": f"body is not Payloads JSON: {err}"}, status=400)
+            try:
+                result = await transform(payloads.payloads)
+            except EncryptionKeyError as err:
+                return web.json_response({"error": str(err)}, status=422)
+            body = json_format.MessageToJson(Payloads(payloads=result))
+            return web.Response(text=body, content_type="application/json")
+
+        return handle
+
+    app = web.Application(middlewares=[guard])
+    app.router.add_route("*", "/encode", endpoint(codec.encode))
+    app.router.add_route("*", "/decode", endpoint(codec.decode))
+    return app
+
+
+def _bearer_matches(request: web.Request, token: str) -> bool:
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def settings_codec_app(settings: Settings) -> web.Application:
+    """The codec server for `settings`: its keys, the Web UI's origin, its token."""
+    codec = encryption_codec(settings)
+    if codec is None:
+        raise EncryptionKeyError("OFFLOAD_ENCRYPTION_KEY is not set: there is nothing to decode")
+    return codec_app(
+        codec,
+        allowed_origin=ui_origins(settings.temporal_ui_url),
+        token=settings.codec_server_token,
+    )
+
+
+async def start_codec_server(settings: Settings) -> web.AppRunner:
+    """Serve at `OFFLOAD_CODEC_SERVER_ADDRESS` until `await runner.cleanup()`."""
+    host, _, port = settings.codec_server_address.rpartition(":")
+    if settings.codec_server_token is None and host not in LOOPBACK:
+        # Anyone who can reach it could decrypt: off the loopback interface it needs a token.
+        raise EncryptionKeyError(
+            f"the codec server on {settings.codec_server_address} needs OFFLOAD_CODEC_TOKEN "
+            "(or OFFLOAD_API_TOKEN) when it listens beyond this machine"
+        )
+    runner = web.AppRunner(settings_codec_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host or "127.0.0.1", int(port)).start()
+    return runner

@@ -1,0 +1,72 @@
+"""Offload's own job metrics, exported beside the SDK's on the worker's Prometheus endpoint.
+
+A workflow interceptor counts every job kind the same way, so no job kind writes metrics
+code: `offload_jobs_started_total`, `offload_jobs_succeeded_total` and
+`offload_jobs_dead_lettered_total` by `kind` (the workflow type), and the
+`offload_job_enqueue_to_done_latency_seconds` histogram, from the start request to the end.
+`workflow.metric_meter()` records nothing while a workflow replays, so a job that moves to
+another worker is not counted twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import MetricMeter
+from temporalio.exceptions import CancelledError
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+STARTED = "offload_jobs_started"
+SUCCEEDED = "offload_jobs_succeeded"
+DEAD_LETTERED = "offload_jobs_dead_lettered"
+ENQUEUE_TO_DONE = "offload_job_enqueue_to_done_latency"
+
+# Long-lived workflows that are not jobs: their runs would skew the job counts.
+NOT_JOBS = frozenset({"DeadLetterWorkflow"})
+
+
+class _JobMetricsInbound(WorkflowInboundInterceptor):
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        info = workflow.info()
+        if info.workflow_type in NOT_JOBS:
+            return await super().execute_workflow(input)
+        meter = workflow.metric_meter().with_additional_attributes({"kind": info.workflow_type})
+        if info.continued_run_id is None:
+            meter.create_counter(STARTED, "jobs started").add(1)
+        try:
+            result = await super().execute_workflow(input)
+        except (workflow.ContinueAsNewError, CancelledError, workflow.NondeterminismError):
+            raise
+        except Exception:
+            # A job fails only once it is out of retries or failed permanently, and then it
+            # has dead-lettered itself (DESIGN.md, "A job's life").
+            meter.create_counter(DEAD_LETTERED, "jobs that failed into the dead-letter queue").add(
+                1
+            )
+            self._record_latency(meter, info)
+            raise
+        meter.create_counter(SUCCEEDED, "jobs that completed").add(1)
+        self._record_latency(meter, info)
+        return result
+
+    @staticmethod
+    def _record_latency(meter: MetricMeter, info: workflow.Info) -> None:
+        latency = workflow.now() - info.workflow_start_time
+        meter.create_histogram_timedelta(
+            ENQUEUE_TO_DONE, "from queueing a job to its end", "duration"
+        ).record(latency)
+
+
+class JobMetricsInterceptor(Interceptor):
+    """Counts and times every job workflow a worker runs (give it to `Worker(interceptors=)`)."""
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor] | None:
+        return _JobMetricsInbound
