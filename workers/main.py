@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import (
+    Plugin,
+    Replayer,
+    ReplayerConfig,
+    Worker,
+    WorkerConfig,
+    WorkflowReplayResult,
+)
 
 from activities.email import EmailActivities
 from offload import queues
@@ -22,9 +30,40 @@ log = logging.getLogger(__name__)
 WORKFLOWS: list[type] = [SendEmailWorkflow]
 
 
-def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
+class CloseOnShutdown(Plugin):
+    """Runs `close` once its worker has stopped, after the last activity finished."""
+
+    def __init__(self, close: Callable[[], Awaitable[None]]) -> None:
+        self.close = close
+
+    def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
+        return config
+
+    async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
+        try:
+            await next(worker)
+        finally:
+            await self.close()
+
+    def configure_replayer(self, config: ReplayerConfig) -> ReplayerConfig:
+        return config
+
+    def run_replayer(
+        self,
+        replayer: Replayer,
+        histories: AsyncIterator[WorkflowHistory],
+        next: Callable[
+            [Replayer, AsyncIterator[WorkflowHistory]],
+            AbstractAsyncContextManager[AsyncIterator[WorkflowReplayResult]],
+        ],
+    ) -> AbstractAsyncContextManager[AsyncIterator[WorkflowReplayResult]]:
+        return next(replayer, histories)
+
+
+def activities_by_queue(
+    settings: Settings, pool: Pool, email: EmailActivities
+) -> dict[str, list[Callable[..., Any]]]:
     """The activities each queue serves, built once with their dependencies."""
-    email = EmailActivities(settings, pool)
     return {
         queues.EMAIL: [email.send_email],
         queues.REPORTS: [],
@@ -43,7 +82,9 @@ def build_workers(
         )
     prefix = settings.task_queue_prefix
     grace = settings.worker_grace_period
-    activities = activities_by_queue(settings, pool)
+    # It keeps SMTP connections open between emails; the email worker closes them when it stops.
+    email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
+    activities = activities_by_queue(settings, pool, email)
     workers = []
     for kind in kinds:
         queue = queues.BY_KIND[kind]
@@ -61,6 +102,7 @@ def build_workers(
                 tuning["max_task_queue_activities_per_second"] = (
                     settings.email_rate_limit_per_second
                 )
+                tuning["plugins"] = [CloseOnShutdown(email.close)]
             if queue == queues.REPORTS:
                 tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
             workers.append(
