@@ -10,7 +10,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from offload.devstack import SmtpSink
+from offload.devstack import SinkRules, SmtpSink
 
 
 def main() -> None:
@@ -21,7 +21,9 @@ def main() -> None:
     # Blocked before the server thread starts, so only sigwait below receives them.
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    sink = SmtpSink(args.maildir, port=args.port)
+    # `rules.json` in the mail folder tells it which recipients to refuse (see SinkRules).
+    rules = SinkRules(path=args.maildir / "rules.json")
+    sink = SmtpSink(args.maildir, port=args.port, rules=rules)
     sink.start()
     print(f"sink listening on {sink.host}:{sink.port}", flush=True)
     signal.sigwait(stop_signals)
