@@ -60,10 +60,9 @@ class CloseOnShutdown(Plugin):
         return next(replayer, histories)
 
 
-def activities_by_queue(
-    settings: Settings, pool: Pool, email: EmailActivities
-) -> dict[str, list[Callable[..., Any]]]:
+def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
     """The activities each queue serves, built once with their dependencies."""
+    email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
     return {
         queues.EMAIL: [email.send_email],
         queues.REPORTS: [],
@@ -82,9 +81,7 @@ def build_workers(
         )
     prefix = settings.task_queue_prefix
     grace = settings.worker_grace_period
-    # It keeps SMTP connections open between emails; the email worker closes them when it stops.
-    email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
-    activities = activities_by_queue(settings, pool, email)
+    activities = activities_by_queue(settings, pool)
     workers = []
     for kind in kinds:
         queue = queues.BY_KIND[kind]
@@ -102,7 +99,13 @@ def build_workers(
                 tuning["max_task_queue_activities_per_second"] = (
                     settings.email_rate_limit_per_second
                 )
-                tuning["plugins"] = [CloseOnShutdown(email.close)]
+                # Its SMTP connections stay open between emails until this worker stops.
+                owners = {getattr(a, "__self__", None) for a in activities[queue]}
+                tuning["plugins"] = [
+                    CloseOnShutdown(owner.close)
+                    for owner in owners
+                    if isinstance(owner, EmailActivities)
+                ]
             if queue == queues.REPORTS:
                 tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
             workers.append(
