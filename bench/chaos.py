@@ -232,7 +232,7 @@ async def failure_reason(client: Client, workflow_id: str) -> str:
     except WorkflowFailureError as err:
         cause = err.cause
         while cause.__cause__ is not None:
-            cause = cause.__cause__  # type: ignore[assignment]
+            cause = cause.__cause__
         return f"{type(cause).__name__}: {cause}"
     return "completed"
 

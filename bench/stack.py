@@ -90,7 +90,7 @@ class Stack:
     def settings(self, task_queue_prefix: str = "", **more: Any) -> Settings:
         """Settings that point at this stack; `more` sets other variables."""
         return Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             TEMPORAL_ADDRESS=self.temporal.address,
             DATABASE_URL=self.postgres.dsn(),
             SMTP_HOST="127.0.0.1",
