@@ -88,3 +88,123 @@ class ReportJob(BaseModel):
     @property
     def workflow_id(self) -> str:
         return f"report-{self.report_id}"
+
+
+DeadLetterStatus = Literal["dead", "redriven", "discarded"]
+
+
+def dead_letter_id(workflow_id: str, run_id: str) -> str:
+    """The entry id of a failed run: the same run always gets the same short id."""
+    return f"dl-{content_key(workflow_id, run_id)[:12]}"
+
+
+class DeadLetterEntry(BaseModel):
+    """A job that ran out of retries (or failed for good), as the dead-letter queue keeps it.
+
+    `input` is the job's original input as JSON, so a redrive starts `workflow_type`
+    with exactly what the job was given.
+    """
+
+    kind: str = Field(min_length=1, max_length=50)
+    workflow_id: str = Field(min_length=1)
+    run_id: str = Field(min_length=1)
+    workflow_type: str = Field(min_length=1)
+    # The workflow task queue the job ran on: a redrive runs there, and its prefix names
+    # the dead-letter workflow.
+    task_queue: str = ""
+    input: dict[str, Any] = Field(default_factory=dict)
+    error_type: str = ""
+    error_message: str = ""
+    attempts: int = 0
+    # The event that started the last failed attempt; the recorder reads the attempt from it.
+    started_event_id: int = 0
+    failed_at: datetime
+    status: DeadLetterStatus = "dead"
+    redrive_workflow_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return dead_letter_id(self.workflow_id, self.run_id)
+
+
+class DeadLetterSummary(BaseModel):
+    """The dead-letter queue at a glance: counts by kind and status, the newest entry ids."""
+
+    counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+    newest_ids: list[str] = Field(default_factory=list)
+    continued_as_new: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(sum(by_status.values()) for by_status in self.counts.values())
+
+    def count(self, kind: str, status: str, delta: int) -> None:
+        by_status = self.counts.setdefault(kind, {})
+        by_status[status] = by_status.get(status, 0) + delta
+
+
+class DeadLetterState(BaseModel):
+    """What `DeadLetterWorkflow` carries from one run to the next across continue-as-new."""
+
+    summary: DeadLetterSummary = Field(default_factory=DeadLetterSummary)
+    # Entries signalled but not yet stored when the run continued as new.
+    pending: list[DeadLetterEntry] = Field(default_factory=list)
+    # Continue as new past this many history events, even before the server suggests it.
+    max_history_events: int = Field(10_000, ge=100)
+
+
+class RedriveRequest(BaseModel):
+    """Entries to redrive: by id, or every dead entry of one kind."""
+
+    ids: list[str] = Field(default_factory=list)
+    kind: str | None = None
+
+
+class RedrivenJob(BaseModel):
+    entry_id: str
+    workflow_id: str
+
+
+class RedriveResult(BaseModel):
+    redriven: list[RedrivenJob] = Field(default_factory=list)
+
+
+class DiscardRequest(BaseModel):
+    ids: list[str] = Field(default_factory=list)
+
+
+class DiscardResult(BaseModel):
+    discarded: list[str] = Field(default_factory=list)
+
+
+class DeadLetterRef(BaseModel):
+    """An entry's id, kind and status: what the workflow checks before changing it."""
+
+    id: str
+    kind: str
+    status: DeadLetterStatus
+
+
+class DeadLetterLookup(BaseModel):
+    """Entries to look up: these ids, or (with `kind`) every dead entry of that kind."""
+
+    ids: list[str] = Field(default_factory=list)
+    kind: str | None = None
+
+
+class DeadLetterRefs(BaseModel):
+    refs: list[DeadLetterRef] = Field(default_factory=list)
+
+
+class StoredDeadLetters(BaseModel):
+    """The entries a store added; entries already stored (a repeated signal) are left out."""
+
+    added: list[DeadLetterRef] = Field(default_factory=list)
+
+
+class StoreDeadLetters(BaseModel):
+    entries: list[DeadLetterEntry] = Field(default_factory=list)
+
+
+class EntryIds(BaseModel):
+    ids: list[str] = Field(default_factory=list)

@@ -37,3 +37,12 @@ def prefix_of(workflow_task_queue: str) -> str:
 def sibling(workflow_task_queue: str, queue: str) -> str:
     """The queue `queue` beside the workflow task queue a workflow runs on."""
     return named(queue, prefix_of(workflow_task_queue))
+
+
+# The long-lived dead-letter workflow's id; each prefix has its own.
+DEAD_LETTERS = "dead-letters"
+
+
+def dead_letters_id(prefix: str = "") -> str:
+    """The workflow id of the dead-letter workflow under `prefix`."""
+    return f"{prefix}{DEAD_LETTERS}"

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         2, validation_alias="OFFLOAD_REPORTS_MAX_CONCURRENT_ACTIVITIES", ge=1
     )
 
+    # The dead-letter workflow continues as new past this many history events (or sooner,
+    # when the server suggests it), so its history stays bounded.
+    dlq_max_history_events: int = Field(
+        10_000, validation_alias="OFFLOAD_DLQ_MAX_HISTORY_EVENTS", ge=100
+    )
+
     @property
     def retry(self) -> RetryConfig:
         """The retry policy of job activities, as the job inputs carry it."""

@@ -16,10 +16,10 @@ from offload.db import DatabaseUnavailableError
 from offload.devstack import PortInUseError
 from offload.settings import Settings
 from offload.temporal import TemporalUnavailableError
-from starters import db, demo, dev, email, worker
+from starters import db, demo, dev, dlq, email, worker
 from starters.console import CommandError, fail
 
-COMMAND_MODULES = [dev, demo, worker, db, email]
+COMMAND_MODULES = [dev, demo, worker, db, email, dlq]
 
 
 def build_parser() -> argparse.ArgumentParser:

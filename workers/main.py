@@ -18,16 +18,18 @@ from temporalio.worker import (
     WorkflowReplayResult,
 )
 
+from activities.dead_letters import DeadLetterActivities
 from activities.email import EmailActivities
 from offload import queues
 from offload.db import Pool
 from offload.settings import Settings
+from workflows.dead_letters import DeadLetterWorkflow
 from workflows.email import SendEmailWorkflow
 
 log = logging.getLogger(__name__)
 
 # Every workflow type Offload runs; all of them poll `offload-workflows`.
-WORKFLOWS: list[type] = [SendEmailWorkflow]
+WORKFLOWS: list[type] = [SendEmailWorkflow, DeadLetterWorkflow]
 
 
 class CloseOnShutdown(Plugin):
@@ -63,10 +65,17 @@ class CloseOnShutdown(Plugin):
 def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
     """The activities each queue serves, built once with their dependencies."""
     email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
+    dead_letters = DeadLetterActivities(settings, pool)
     return {
         queues.EMAIL: [email.send_email],
         queues.REPORTS: [],
-        queues.DEFAULT: [],
+        queues.DEFAULT: [
+            dead_letters.record_dead_letter,
+            dead_letters.store_dead_letters,
+            dead_letters.find_dead_letter_refs,
+            dead_letters.redrive_dead_letters,
+            dead_letters.discard_dead_letters,
+        ],
     }
 
 

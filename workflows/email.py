@@ -1,4 +1,7 @@
-"""SendEmailWorkflow: one email job, its activity retried with exponential backoff."""
+"""SendEmailWorkflow: one email job, its activity retried with exponential backoff.
+
+A send that fails for good is dead-lettered (`run_job`) before the job fails.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from offload import queues
     from offload.models import EmailJob, EmailResult
+    from workflows.dead_letters import run_job
     from workflows.policies import retry_policy
 
 
@@ -19,11 +23,15 @@ class SendEmailWorkflow:
 
     @workflow.run
     async def run(self, job: EmailJob) -> EmailResult:
-        return await workflow.execute_activity_method(
-            EmailActivities.send_email,
+        return await run_job(
+            "email",
             job,
-            task_queue=queues.sibling(workflow.info().task_queue, queues.EMAIL),
-            # One SMTP conversation; the timeout bounds a server that stops answering.
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=retry_policy(job.retry),
+            lambda: workflow.execute_activity_method(
+                EmailActivities.send_email,
+                job,
+                task_queue=queues.sibling(workflow.info().task_queue, queues.EMAIL),
+                # One SMTP conversation; the timeout bounds a server that stops answering.
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=retry_policy(job.retry),
+            ),
         )

@@ -1,0 +1,223 @@
+"""`offload dlq list|show|redrive|discard`: inspect and act on the dead-letter queue.
+
+Listing and showing read the `dead_letters` table; redrive and discard are updates of
+the `dead-letters` workflow, which checks and records every change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from offload import queues
+from offload.db import QUERIES, Pool, create_pool
+from offload.models import DiscardRequest, DiscardResult, RedriveRequest, RedriveResult
+from offload.settings import Settings
+from offload.temporal import connect
+from starters.console import CommandError, print_json
+from workflows.dead_letters import DeadLetterWorkflow
+
+STATUSES = ("dead", "redriven", "discarded")
+_ENTRY_ID = re.compile(r"^dl-[0-9a-f]{12}$")
+
+
+def check_ids(ids: list[str]) -> list[str]:
+    """The ids as given, once each; a malformed one is a `CommandError` naming it."""
+    bad = [i for i in ids if not _ENTRY_ID.match(i)]
+    if bad:
+        raise CommandError(
+            f"ID {', '.join(repr(b) for b in bad)} is not a dead-letter id "
+            "(dl- and 12 hex digits, as `offload dlq list` prints)"
+        )
+    return list(dict.fromkeys(ids))
+
+
+async def list_dead_letters(
+    pool: Pool, kind: str | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
+    """Entries, newest failure first, optionally of one kind and status."""
+    rows = await pool.fetch(QUERIES.list_dead_letters, kind, status)
+    return [dict(r) for r in rows]
+
+
+async def find_dead_letter(pool: Pool, entry_id: str) -> dict[str, Any] | None:
+    row = await pool.fetchrow(QUERIES.find_dead_letter, entry_id)
+    if row is None:
+        return None
+    entry = dict(row)
+    entry["input"] = json.loads(entry["input"])
+    return entry
+
+
+def dead_letter_handle(
+    client: Client, settings: Settings
+) -> WorkflowHandle[DeadLetterWorkflow, None]:
+    return client.get_workflow_handle_for(
+        DeadLetterWorkflow.run, queues.dead_letters_id(settings.task_queue_prefix)
+    )
+
+
+async def redrive(client: Client, settings: Settings, request: RedriveRequest) -> RedriveResult:
+    """Redrive entries; a refused request is a `CommandError` with the workflow's reason."""
+    try:
+        return await dead_letter_handle(client, settings).execute_update(
+            DeadLetterWorkflow.redrive, request
+        )
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _refused(err) from None
+
+
+async def discard(client: Client, settings: Settings, request: DiscardRequest) -> DiscardResult:
+    """Discard entries; a refused request is a `CommandError` with the workflow's reason."""
+    try:
+        return await dead_letter_handle(client, settings).execute_update(
+            DeadLetterWorkflow.discard, request
+        )
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _refused(err) from None
+
+
+def _refused(err: WorkflowUpdateFailedError | RPCError) -> CommandError:
+    if isinstance(err, RPCError):
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return CommandError("the dead-letter queue is empty: no job has been dead-lettered")
+        return CommandError(f"the dead-letter workflow did not answer: {err.message}")
+    cause = err.cause
+    message = getattr(cause, "message", None) or str(cause)
+    return CommandError(message)
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no dead-letter entries")
+        return
+    header = ("ID", "KIND", "STATUS", "FAILED AT", "ATTEMPTS", "ERROR", "WORKFLOW")
+    lines = [
+        (
+            r["id"],
+            r["kind"],
+            r["status"],
+            r["failed_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            str(r["attempts"]),
+            r["error_type"],
+            r["workflow_id"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header) - 1)]
+    for line in [header, *lines]:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=False)), line[-1])
+    print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+
+
+async def list_command(args: argparse.Namespace, settings: Settings) -> int:
+    pool = await create_pool(settings, max_size=2)
+    try:
+        rows = await list_dead_letters(pool, args.kind, args.status)
+    finally:
+        await pool.close()
+    if args.json:
+        print_json(rows)
+    else:
+        _table(rows)
+    return 0
+
+
+async def show_command(args: argparse.Namespace, settings: Settings) -> int:
+    [entry_id] = check_ids([args.id])
+    pool = await create_pool(settings, max_size=2)
+    try:
+        entry = await find_dead_letter(pool, entry_id)
+    finally:
+        await pool.close()
+    if entry is None:
+        raise CommandError(f"ID {entry_id} names no dead-letter entry")
+    if args.json:
+        print_json(entry)
+        return 0
+    for field in (
+        "id",
+        "kind",
+        "status",
+        "workflow_id",
+        "run_id",
+        "workflow_type",
+        "error_type",
+        "error_message",
+        "attempts",
+        "failed_at",
+        "recorded_at",
+        "redrive_workflow_id",
+        "resolved_at",
+    ):
+        print(f"{field:20} {entry[field] if entry[field] is not None else '-'}")
+    print("input")
+    print(json.dumps(entry["input"], indent=2, sort_keys=True))
+    return 0
+
+
+async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
+    if bool(args.ids) == (args.kind is not None):
+        raise CommandError("give entry IDs or --kind K (not both)")
+    request = RedriveRequest(ids=check_ids(args.ids), kind=args.kind)
+    result = await redrive(await connect(settings), settings, request)
+    if args.json:
+        print_json(result.model_dump(mode="json"))
+    elif not result.redriven:
+        print("nothing to redrive")
+    else:
+        for job in result.redriven:
+            print(f"redriven  {job.entry_id} as {job.workflow_id}")
+    return 0
+
+
+async def discard_command(args: argparse.Namespace, settings: Settings) -> int:
+    request = DiscardRequest(ids=check_ids(args.ids))
+    result = await discard(await connect(settings), settings, request)
+    if args.json:
+        print_json(result.model_dump(mode="json"))
+    else:
+        for entry_id in result.discarded:
+            print(f"discarded {entry_id}")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = commands.add_parser(
+        "dlq",
+        help="inspect, redrive and discard dead-lettered jobs",
+        description="The dead-letter queue: jobs that ran out of retries or failed for good.",
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+
+    parser = dlq_commands.add_parser("list", help="list entries, newest failure first")
+    parser.add_argument("--kind", help="only entries of this job kind (email, report, ...)")
+    parser.add_argument("--status", choices=STATUSES, help="only entries in this status")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=list_command)
+
+    parser = dlq_commands.add_parser("show", help="show one entry, with its input and error")
+    parser.add_argument("id", metavar="ID", help="entry id (dl-...)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=show_command)
+
+    parser = dlq_commands.add_parser(
+        "redrive",
+        help="start dead entries' jobs again",
+        description="Start each entry's workflow again with its original input, under "
+        "<workflow id>-redrive-<n>. An entry is redriven at most once.",
+    )
+    parser.add_argument("ids", nargs="*", metavar="ID", help="entry ids")
+    parser.add_argument("--kind", help="every dead entry of this kind")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=redrive_command)
+
+    parser = dlq_commands.add_parser("discard", help="mark dead entries discarded (never redriven)")
+    parser.add_argument("ids", nargs="+", metavar="ID", help="entry ids")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=discard_command)

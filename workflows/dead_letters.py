@@ -1,0 +1,285 @@
+"""The dead-letter queue: `run_job`, the failure path of every job, and `DeadLetterWorkflow`.
+
+A job workflow wraps its body in `run_job`. When an activity or child workflow of the job
+fails for good (out of retries, timed out for good, or non-retryable), `run_job` records a
+`DeadLetterEntry` with the long-lived `DeadLetterWorkflow` of the job's task-queue prefix
+(workflow id `dead-letters`, signal-with-start from an activity, since a workflow cannot
+signal-with-start) and re-raises, so the job still shows as Failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    TimeoutError,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from activities.dead_letters import RECORD_SIGNAL, DeadLetterActivities
+    from offload import queues
+    from offload.models import (
+        DeadLetterEntry,
+        DeadLetterLookup,
+        DeadLetterRef,
+        DeadLetterState,
+        DeadLetterSummary,
+        DiscardRequest,
+        DiscardResult,
+        EntryIds,
+        RedriveRequest,
+        RedriveResult,
+        StoreDeadLetters,
+    )
+
+ResultT = TypeVar("ResultT")
+
+# Dead-letter bookkeeping must not be lost: retry without a limit, never wait long.
+_PERSISTENT = RetryPolicy(maximum_interval=timedelta(seconds=30))
+_DB_TIMEOUT = timedelta(seconds=30)
+# Entries stored per activity: one insert for a burst of failures, not one per signal.
+_STORE_BATCH = 500
+_NEWEST = 20
+# An update names at most this many ids; a whole kind goes by `kind`.
+MAX_IDS_PER_UPDATE = 1000
+
+
+def _final_cause(err: BaseException) -> BaseException:
+    """The error under the activity/child wrappers: what actually went wrong."""
+    while isinstance(err, ActivityError | ChildWorkflowError) and err.cause is not None:
+        err = err.cause
+    return err
+
+
+def _describe(err: BaseException) -> tuple[str, str]:
+    """The error type and message a person reads in `offload dlq show`."""
+    if isinstance(err, ApplicationError):
+        return err.type or "ApplicationError", err.message
+    if isinstance(err, TimeoutError):
+        kind = err.type.name if err.type is not None else "UNKNOWN"
+        return "Timeout", f"timed out ({kind})"
+    return type(err).__name__, str(err)
+
+
+async def run_job(kind: str, job: BaseModel, body: Callable[[], Awaitable[ResultT]]) -> ResultT:
+    """Run a job's `body`; if it fails for good, dead-letter the job, then fail it.
+
+    Every job workflow's run method is one call to this:
+
+        return await run_job("email", job, lambda: workflow.execute_activity_method(...))
+
+    "For good" is an `ActivityError` or `ChildWorkflowError` escaping `body`: Temporal
+    raises them only once retries are exhausted, the error was non-retryable, or the
+    activity timed out for good. The entry carries `kind`, the workflow id, run id and type,
+    `job` as JSON (a redrive starts the workflow type with it), the error type and message,
+    the attempt number and the time. Cancellation is not a failure: it is re-raised as is.
+
+    Raises:
+        The error of `body`, unchanged, after the entry is recorded.
+    """
+    try:
+        return await body()
+    except (ActivityError, ChildWorkflowError) as err:
+        cause = _final_cause(err)
+        if isinstance(cause, CancelledError):
+            raise
+        info = workflow.info()
+        error_type, message = _describe(cause)
+        entry = DeadLetterEntry(
+            kind=kind,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            workflow_type=info.workflow_type,
+            task_queue=info.task_queue,
+            input=job.model_dump(mode="json"),
+            error_type=error_type,
+            error_message=message,
+            started_event_id=err.started_event_id if isinstance(err, ActivityError) else 0,
+            failed_at=workflow.now(),
+        )
+        await workflow.execute_activity_method(
+            DeadLetterActivities.record_dead_letter,
+            entry,
+            task_queue=queues.sibling(info.task_queue, queues.DEFAULT),
+            start_to_close_timeout=_DB_TIMEOUT,
+            retry_policy=_PERSISTENT,
+        )
+        raise
+
+
+def _reject(ids: list[str], refs: list[DeadLetterRef], action: str) -> None:
+    """Refuse an update naming unknown entries or entries that are no longer dead."""
+    found = {ref.id: ref for ref in refs}
+    unknown = [i for i in ids if i not in found]
+    if unknown:
+        raise ApplicationError(
+            f"unknown dead-letter id(s): {', '.join(unknown)}", type="UnknownDeadLetter"
+        )
+    wrong = [f"{i} is {found[i].status}" for i in ids if found[i].status != "dead"]
+    if wrong:
+        raise ApplicationError(
+            f"cannot {action} entries that are not dead: {'; '.join(wrong)}",
+            type="DeadLetterNotDead",
+        )
+
+
+@workflow.defn
+class DeadLetterWorkflow:
+    """The long-lived dead-letter queue of one task-queue prefix (id `dead-letters`).
+
+    Entries arrive by the `record` signal and are stored in Postgres in batches,
+    idempotently (by workflow id and run id). The `summary` query answers from a small
+    in-memory summary; `redrive` and `discard` updates change entries. Entries live in
+    Postgres, not in the workflow: that keeps its state bounded however many there are,
+    and is why a redrive or discard looks ids up there (an update naming unknown ids or
+    entries in the wrong state fails with an error that names them, and changes nothing;
+    the validator rejects malformed requests before they reach the history).
+    The workflow continues as new when the server suggests it or its history passes
+    `max_history_events`, once every handler has finished, carrying its summary and any
+    entries not yet stored.
+    """
+
+    @workflow.init
+    def __init__(self, state: DeadLetterState) -> None:
+        self.state_summary = state.summary.model_copy(deep=True)
+        self.pending: list[DeadLetterEntry] = list(state.pending)
+        self.max_history_events = state.max_history_events
+        # One redrive or discard at a time: each checks states, then changes them.
+        self.changing = asyncio.Lock()
+
+    @workflow.run
+    async def run(self, state: DeadLetterState) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self.pending) or self.history_is_long())
+            if self.pending:
+                await self.store_pending()
+                continue
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            self.state_summary.continued_as_new += 1
+            workflow.continue_as_new(
+                DeadLetterState(
+                    summary=self.state_summary,
+                    pending=self.pending,
+                    max_history_events=self.max_history_events,
+                )
+            )
+
+    def history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self.max_history_events
+        )
+
+    def activity_queue(self) -> str:
+        return queues.sibling(workflow.info().task_queue, queues.DEFAULT)
+
+    async def store_pending(self) -> None:
+        batch = self.pending[:_STORE_BATCH]
+        stored = await workflow.execute_activity_method(
+            DeadLetterActivities.store_dead_letters,
+            StoreDeadLetters(entries=batch),
+            task_queue=self.activity_queue(),
+            start_to_close_timeout=_DB_TIMEOUT,
+            retry_policy=_PERSISTENT,
+        )
+        del self.pending[: len(batch)]
+        for ref in stored.added:
+            self.state_summary.count(ref.kind, ref.status, 1)
+        added = [ref.id for ref in reversed(stored.added)]
+        self.state_summary.newest_ids = (added + self.state_summary.newest_ids)[:_NEWEST]
+
+    @workflow.signal(name=RECORD_SIGNAL)
+    def record(self, entry: DeadLetterEntry) -> None:
+        """Queue `entry` for storing; the same failed run signalled twice is stored once."""
+        if all(p.id != entry.id for p in self.pending):
+            self.pending.append(entry)
+
+    @workflow.query
+    def summary(self) -> DeadLetterSummary:
+        """Counts by kind and status, and the newest entry ids."""
+        return self.state_summary
+
+    async def lookup(self, lookup: DeadLetterLookup) -> list[DeadLetterRef]:
+        # Entries signalled a moment ago must be stored before they can be found.
+        await workflow.wait_condition(lambda: not self.pending)
+        found = await workflow.execute_activity_method(
+            DeadLetterActivities.find_dead_letter_refs,
+            lookup,
+            task_queue=self.activity_queue(),
+            start_to_close_timeout=_DB_TIMEOUT,
+            retry_policy=_PERSISTENT,
+        )
+        return found.refs
+
+    @workflow.update
+    async def redrive(self, request: RedriveRequest) -> RedriveResult:
+        """Start each dead entry's workflow again with its input, under `<id>-redrive-<n>`.
+
+        By ids, every id must name a dead entry (else the update fails, naming them, and
+        starts nothing). By kind, every dead entry of the kind is redriven: none left means
+        nothing is started.
+        """
+        async with self.changing:
+            refs = await self.lookup(DeadLetterLookup(ids=request.ids, kind=request.kind))
+            if request.kind is None:
+                _reject(request.ids, refs, "redrive")
+            if not refs:
+                return RedriveResult()
+            kinds = {ref.id: ref.kind for ref in refs}
+            result = await workflow.execute_activity_method(
+                DeadLetterActivities.redrive_dead_letters,
+                EntryIds(ids=sorted(kinds)),
+                task_queue=self.activity_queue(),
+                # Starting many workflows takes a while; each start is idempotent.
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=_PERSISTENT,
+            )
+            for job in result.redriven:
+                self.state_summary.count(kinds[job.entry_id], "dead", -1)
+                self.state_summary.count(kinds[job.entry_id], "redriven", 1)
+            return result
+
+    @redrive.validator
+    def validate_redrive(self, request: RedriveRequest) -> None:
+        if bool(request.ids) == (request.kind is not None):
+            raise ValueError("redrive takes entry ids or a kind, not both and not neither")
+        if len(request.ids) > MAX_IDS_PER_UPDATE:
+            raise ValueError(f"at most {MAX_IDS_PER_UPDATE} ids per redrive; use a kind")
+
+    @workflow.update
+    async def discard(self, request: DiscardRequest) -> DiscardResult:
+        """Mark dead entries discarded: they stay listed and are never redriven."""
+        async with self.changing:
+            refs = await self.lookup(DeadLetterLookup(ids=request.ids))
+            _reject(request.ids, refs, "discard")
+            result = await workflow.execute_activity_method(
+                DeadLetterActivities.discard_dead_letters,
+                EntryIds(ids=sorted({ref.id for ref in refs})),
+                task_queue=self.activity_queue(),
+                start_to_close_timeout=_DB_TIMEOUT,
+                retry_policy=_PERSISTENT,
+            )
+            kinds = {ref.id: ref.kind for ref in refs}
+            for entry_id in result.discarded:
+                self.state_summary.count(kinds[entry_id], "dead", -1)
+                self.state_summary.count(kinds[entry_id], "discarded", 1)
+            return result
+
+    @discard.validator
+    def validate_discard(self, request: DiscardRequest) -> None:
+        if not request.ids:
+            raise ValueError("discard takes at least one entry id")
+        if len(request.ids) > MAX_IDS_PER_UPDATE:
+            raise ValueError(f"at most {MAX_IDS_PER_UPDATE} ids per discard")
