@@ -254,12 +254,16 @@ async def dead_letters(settings: Settings) -> dict[str, str] | None:
     if done.returncode != 0:
         raise RuntimeError(f"offload dlq list failed: {done.stderr}")
     entries = json.loads(done.stdout)
-    if isinstance(entries, dict):
-        entries = entries.get("entries", [])
-    return {
-        str(e["workflow_id"]): str(e.get("error_message") or e.get("reason") or e.get("error"))
-        for e in entries
-    }
+    return {str(e["workflow_id"]): f"{e['error_type']}: {e['error_message']}" for e in entries}
+
+
+async def dead_letter_summary(client: Client, settings: Settings) -> Any:
+    """The `summary` query of the dead-letter workflow: what an operator sees first."""
+    from starters.dlq import dead_letter_handle
+    from workflows.dead_letters import DeadLetterWorkflow
+
+    handle = dead_letter_handle(client, settings)
+    return await with_retries(lambda: handle.query(DeadLetterWorkflow.summary))
 
 
 async def check_emails(
@@ -287,7 +291,7 @@ async def check_emails(
         for wid, _ in dead.items()
         if not any(j.workflow_id == wid and j.to == REFUSED_ADDRESS for j in run.jobs)
     ]
-    where = "dead-letter queue" if dlq is not None else "failed in Temporal (no DLQ on this branch)"
+    where = "in the dead-letter queue" if dlq is not None else "failed (no DLQ on this branch)"
     checks = [
         Check(
             "every job delivered or dead-lettered, none lost",
@@ -304,6 +308,17 @@ async def check_emails(
                 "failed jobs are in the dead-letter queue with their reason",
                 None,
                 "could not run: the dead-letter queue (branch dlq) is not on this branch",
+            )
+        )
+    else:
+        summary = await dead_letter_summary(run.client, run.settings)
+        counted = summary.counts.get("email", {}).get("dead", 0)
+        checks.append(
+            Check(
+                "the dead-letter workflow's summary counts the same entries",
+                counted == len(dead) == REFUSED,
+                f"summary query: {counted} email entries dead; table: {len(dead)}; "
+                f"expected {REFUSED}",
             )
         )
     twice = {key: ids for key, ids in copies.items() if len(ids) > 1}
