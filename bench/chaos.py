@@ -16,6 +16,7 @@ A check that needs a feature not on this branch is printed as "could not run".
 from __future__ import annotations
 
 import asyncio
+import csv
 import email
 import email.policy
 import json
@@ -30,13 +31,16 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError
 
 from bench.stack import Stack, load_note
+from offload.db import QUERIES, create_pool
 from offload.models import EmailJob
 from offload.settings import Settings
 from offload.temporal import connect
@@ -108,6 +112,7 @@ class Run:
     client: Client
     jobs: list[EmailJob] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    report: Any = None  # the report's workflow handle, when reports are built
 
     def event(self, text: str) -> None:
         self.events.append(text)
@@ -199,7 +204,8 @@ async def wait_for_all(run: Run) -> dict[str, WorkflowExecutionStatus | None]:
             run.worker.start()
         running = await with_retries(
             lambda: run.client.count_workflows(
-                "WorkflowType = 'SendEmailWorkflow' AND ExecutionStatus = 'Running'"
+                "WorkflowType IN ('SendEmailWorkflow', 'GenerateReportWorkflow')"
+                " AND ExecutionStatus = 'Running'"
             )
         )
         if running.count != last:
@@ -335,18 +341,107 @@ async def check_emails(
     return checks
 
 
-async def check_report(run: Run) -> list[Check]:
+REPORT_LEADS = int(os.environ.get("CHAOS_REPORT_LEADS", "100000"))
+REPORT_NOT_BUILT = "could not run: reports (branch reports) are not on this branch"
+# Small chunks and slow pages, so that the report is still running when the faults hit.
+REPORT_SETTINGS: dict[str, Any] = {
+    "OFFLOAD_REPORT_CHUNK_ROWS": 2000,
+    "OFFLOAD_REPORT_PAGE_SIZE": 500,
+    "OFFLOAD_REPORT_PAGE_PAUSE_SECONDS": 1.0,
+    "OFFLOAD_REPORT_HEARTBEAT_TIMEOUT_SECONDS": 5,
+}
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with path.open(newline="") as f:
+        return list(csv.reader(f))
+
+
+def reports_built() -> bool:
     try:
         import workflows.reports  # noqa: F401
     except ModuleNotFoundError:
-        return [
-            Check(
-                "the report equals the SQL answer",
-                None,
-                "could not run: reports (branch reports) are not on this branch",
-            )
-        ]
-    raise NotImplementedError("the report check comes with the reports branch")
+        return False
+    return True
+
+
+async def start_report(run: Run) -> None:
+    """Seed leads and queue one report over them: it runs through the same faults."""
+    from offload.seed import seed
+    from starters.report import enqueue_report, report_job
+
+    pool = await create_pool(run.settings, max_size=2)
+    try:
+        seeded = await seed(pool, leads=REPORT_LEADS, agents=2, seed=7, end=date(2026, 7, 1))
+        user_id = int(await pool.fetchval("SELECT min(id) FROM agents"))
+        job = report_job(
+            run.settings,
+            report_id=f"chaos-{uuid.uuid4().hex[:8]}",
+            user_id=user_id,
+            start=seeded.first_day.isoformat(),
+            end=seeded.last_day.isoformat(),
+        )
+        run.report = await with_retries(lambda: enqueue_report(run.client, run.settings, pool, job))
+    finally:
+        await pool.close()
+    run.event(f"queued report {job.report_id} over {REPORT_LEADS} seeded leads")
+
+
+async def check_report(run: Run) -> list[Check]:
+    name = "the report equals the SQL answer"
+    if run.report is None:
+        return [Check(name, None, REPORT_NOT_BUILT)]
+    from activities.reports import TOTAL, day_start
+
+    handle = run.report
+    try:
+        result = await with_retries(lambda: handle.result())
+    except WorkflowFailureError as err:
+        return [Check(name, False, f"the report failed: {err.cause}")]
+    lines = await asyncio.to_thread(read_csv, Path(result.file))
+    job = (await with_retries(handle.describe)).id
+    stats = await run.stack.sql(
+        "SELECT json_build_object('user_id', user_id, 'start', start_day, 'end', end_day)"
+        " FROM reports WHERE workflow_id = $1",
+        job,
+    )
+    where = json.loads(stats)
+    start = day_start(date.fromisoformat(where["start"]))
+    end = day_start(date.fromisoformat(where["end"]) + timedelta(days=1))
+    conn = await asyncpg.connect(run.stack.postgres.dsn())
+    try:
+        rows = await conn.fetch(QUERIES.report_by_sql, where["user_id"], start, end)
+        totals = await conn.fetchrow(
+            "SELECT count(*) AS n, round(avg(score)::numeric, 2) AS a,"
+            " (SELECT source FROM leads WHERE agent_id = $1 AND created_at >= $2"
+            "  AND created_at < $3 GROUP BY source ORDER BY count(*) DESC, source LIMIT 1) AS t"
+            " FROM leads WHERE agent_id = $1 AND created_at >= $2 AND created_at < $3",
+            where["user_id"],
+            start,
+            end,
+        )
+    finally:
+        await conn.close()
+    expected = [
+        [r["day"].isoformat(), r["property"], str(r["leads"]), str(r["average_score"]),
+         r["top_source"]]
+        for r in rows
+    ]  # fmt: skip
+    assert totals is not None
+    expected_total = [TOTAL, "", str(totals["n"]), str(totals["a"]), totals["t"]]
+    body, total = lines[1:-1], lines[-1]
+    same = body == expected and total == expected_total
+    differing = sum(1 for a, b in zip(body, expected, strict=False) if a != b)
+    return [
+        Check(
+            name,
+            same,
+            f"{len(body)} lines and the total ({total[2]} leads, average {total[3]}) "
+            + ("equal" if same else f"differ from SQL ({differing} lines differ, "
+               f"{len(body)} vs {len(expected)} lines, total {total} vs {expected_total})")
+            + f" one GROUP BY; {result.chunks} chunks, {result.rows_read} rows read",
+        )
+    ]  # fmt: skip
 
 
 async def main_async() -> int:
@@ -359,6 +454,7 @@ async def main_async() -> int:
         OFFLOAD_RETRY_MAXIMUM_INTERVAL_SECONDS=4,
         OFFLOAD_RETRY_MAXIMUM_ATTEMPTS=40,
         OFFLOAD_WORKER_GRACE_SECONDS=5,
+        **(REPORT_SETTINGS if reports_built() else {}),
     )
     (stack.sink.maildir / "rules.json").write_text(
         json.dumps({REFUSED_ADDRESS: "550 5.1.1 No such user"})
@@ -369,6 +465,8 @@ async def main_async() -> int:
         worker.start()
         client = await connect(settings)
         run = Run(stack, settings, worker, client, email_jobs(settings, uuid.uuid4().hex[:8]))
+        if reports_built():
+            await start_report(run)
         started = time.monotonic()
         await asyncio.gather(enqueue_all(run), chaos(run))
         statuses = await wait_for_all(run)
