@@ -31,7 +31,13 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+bench: $(STAMP) ## benchmarks beside the bare engine, one table of figures and goals (< 10 min)
+	$(BIN)/python -m bench
+
+chaos: $(STAMP) ## 500 emails and a report through worker kills, SMTP and Temporal outages; checks none is lost
+	$(BIN)/python -m bench.chaos
+
 clean: ## remove the dev stack's data (.offload/)
 	rm -rf .offload
 
-.PHONY: help venv demo dev test lint clean
+.PHONY: help venv demo dev test lint bench chaos clean

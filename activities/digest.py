@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 import aiosmtplib
@@ -48,7 +48,7 @@ class DigestActivities:
 
     def build(
         self, plan: DigestPlan, agent: Any, leads: list[dict[str, Any]], sent_at: datetime
-    ) -> tuple[str, str, EmailMessage]:
+    ) -> tuple[str, str, Message]:
         key = digest_key(plan, agent["id"])
         to = mail.check_address(agent["email"])
         rendered = mail.render(

@@ -10,9 +10,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from email import charset
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, parseaddr
 from importlib import resources
 from typing import Any
 
@@ -91,6 +95,11 @@ def message_id(idempotency_key: str, mail_from: str) -> str:
     return f"<{digest}@{domain}>"
 
 
+# Bodies in UTF-8, quoted-printable: readable in the raw message, safe for any line length.
+_BODY_CHARSET = charset.Charset("utf-8")
+_BODY_CHARSET.body_encoding = charset.QP
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
@@ -99,12 +108,51 @@ def build_message(
     message_id: str,
     date: datetime,
     idempotency_key: str,
+) -> Message:
+    """A multipart/alternative message (text and HTML) with Offload's headers.
+
+    Built with the classic (compat32) MIME classes: they cost a quarter of the CPU of
+    `EmailMessage`, whose header parsing was most of a send's work in the worker. Only an
+    internationalised recipient address (sent with SMTPUTF8) needs `EmailMessage`.
+    """
+    local, _, domain = to.rpartition("@")
+    recipient = str(Address(addr_spec=f"{local}@{domain}"))
+    if not recipient.isascii():
+        return _build_smtputf8_message(
+            rendered,
+            mail_from=mail_from,
+            to=recipient,
+            message_id=message_id,
+            date=date,
+            idempotency_key=idempotency_key,
+        )
+    msg = MIMEMultipart("alternative")
+    msg["From"] = mail_from if mail_from.isascii() else formataddr(parseaddr(mail_from), "utf-8")
+    msg["To"] = recipient
+    if rendered.subject.isascii():
+        msg["Subject"] = rendered.subject
+    else:
+        msg["Subject"] = Header(rendered.subject, "utf-8", header_name="Subject")  # type: ignore[assignment]
+    msg["Message-ID"] = message_id
+    msg["Date"] = format_datetime(date)
+    msg["X-Offload-Idempotency-Key"] = idempotency_key
+    msg.attach(MIMEText(rendered.text, "plain", _BODY_CHARSET))  # type: ignore[arg-type]
+    msg.attach(MIMEText(rendered.html, "html", _BODY_CHARSET))  # type: ignore[arg-type]
+    return msg
+
+
+def _build_smtputf8_message(
+    rendered: RenderedEmail,
+    *,
+    mail_from: str,
+    to: str,
+    message_id: str,
+    date: datetime,
+    idempotency_key: str,
 ) -> EmailMessage:
-    """A multipart/alternative message (text and HTML) with Offload's headers."""
     msg = EmailMessage()
     msg["From"] = mail_from
-    local, _, domain = to.rpartition("@")
-    msg["To"] = Address(addr_spec=f"{local}@{domain}")
+    msg["To"] = to
     msg["Subject"] = rendered.subject
     msg["Message-ID"] = message_id
     msg["Date"] = format_datetime(date)

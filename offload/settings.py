@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = Field(None, validation_alias="SMTP_PASSWORD")
     smtp_starttls: bool = Field(False, validation_alias="SMTP_STARTTLS")
     smtp_timeout_seconds: float = Field(10.0, validation_alias="SMTP_TIMEOUT_SECONDS", gt=0)
+    # Open SMTP connections a worker keeps and reuses; 0 opens one per email.
+    smtp_max_connections: int = Field(
+        4, validation_alias="OFFLOAD_SMTP_MAX_CONNECTIONS", ge=0, le=100
+    )
     mail_from: str = Field("Offload <noreply@offload.localhost>", validation_alias="MAIL_FROM")
 
     # Security

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.client import Client, WorkflowHistory
+from temporalio.worker import (
+    Plugin,
+    Replayer,
+    ReplayerConfig,
+    Worker,
+    WorkerConfig,
+    WorkflowReplayResult,
+)
 
 from activities.dead_letters import DeadLetterActivities
 from activities.digest import DigestActivities
@@ -48,9 +56,39 @@ WORKFLOWS: list[type] = [
 ]
 
 
+class CloseOnShutdown(Plugin):
+    """Runs `close` once its worker has stopped, after the last activity finished."""
+
+    def __init__(self, close: Callable[[], Awaitable[None]]) -> None:
+        self.close = close
+
+    def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
+        return config
+
+    async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
+        try:
+            await next(worker)
+        finally:
+            await self.close()
+
+    def configure_replayer(self, config: ReplayerConfig) -> ReplayerConfig:
+        return config
+
+    def run_replayer(
+        self,
+        replayer: Replayer,
+        histories: AsyncIterator[WorkflowHistory],
+        next: Callable[
+            [Replayer, AsyncIterator[WorkflowHistory]],
+            AbstractAsyncContextManager[AsyncIterator[WorkflowReplayResult]],
+        ],
+    ) -> AbstractAsyncContextManager[AsyncIterator[WorkflowReplayResult]]:
+        return next(replayer, histories)
+
+
 def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
     """The activities each queue serves, built once with their dependencies."""
-    email = EmailActivities(settings, pool)
+    email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
     dead_letters = DeadLetterActivities(settings, pool)
     digest = DigestActivities(settings, pool)
     leads = LeadActivities(pool)
@@ -110,6 +148,13 @@ def build_workers(
                 tuning["max_task_queue_activities_per_second"] = (
                     settings.email_rate_limit_per_second
                 )
+                # Its SMTP connections stay open between emails until this worker stops.
+                owners = {getattr(a, "__self__", None) for a in activities[queue]}
+                tuning["plugins"] = [
+                    CloseOnShutdown(owner.close)
+                    for owner in owners
+                    if isinstance(owner, EmailActivities)
+                ]
             if queue == queues.REPORTS:
                 tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
                 # How stale a chunk's resume point may be when its worker dies.

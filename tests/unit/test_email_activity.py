@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import aiosmtplib
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.email import EmailActivities, SmtpTransientError
+from activities.email import EmailActivities, SmtpConnections, SmtpTransientError
 from offload.db import Pool
 from offload.devstack import SmtpSink, free_port
 from offload.models import EmailJob
@@ -78,3 +79,28 @@ async def test_bad_jobs_are_permanent_and_send_nothing(
     assert caught.value.type == error_type
     assert caught.value.non_retryable
     assert smtp_sink.messages() == []
+
+
+async def test_kept_connections_are_reused_dropped_after_a_failure_and_closed(
+    settings: Settings, pool: Pool, smtp_sink: SmtpSink
+) -> None:
+    activities = EmailActivities(settings, pool)
+    opened: list[aiosmtplib.SMTP] = []
+
+    def connect() -> aiosmtplib.SMTP:
+        opened.append(activities.smtp_client())
+        return opened[-1]
+
+    activities.smtp = SmtpConnections(connect, 2)
+    env = ActivityEnvironment()
+    for n in range(3):
+        await env.run(activities.send_email, job(idempotency_key=f"kept-{n}"))
+    assert len(opened) == 1
+    smtp_sink.rules.set("later@example.com", "451 4.3.0 Try again later")
+    with pytest.raises(SmtpTransientError):
+        await env.run(activities.send_email, job("later@example.com"))
+    await env.run(activities.send_email, job(idempotency_key="kept-after-failure"))
+    assert len(opened) == 2
+    await activities.close()
+    assert not any(smtp.is_connected for smtp in opened)
+    assert len(smtp_sink.messages()) == 4

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
 import jinja2
 import pytest
+from aiosmtplib.email import flatten_message
 
 from offload import mail
 from offload.models import EmailJob
@@ -56,3 +62,37 @@ def test_the_idempotency_key_is_derived_from_the_content_when_none_is_given() ->
     given = EmailJob(to="a@example.com", template="lead-confirmation", idempotency_key="k")
     assert a.idempotency_key == b.idempotency_key != c.idempotency_key
     assert given.workflow_id == "email-k"
+
+
+@pytest.mark.parametrize(
+    ("name", "sender", "to"),
+    [
+        ("Ada", "Offload <noreply@offload.localhost>", "ada@example.com"),
+        ("Zoë Ångström " * 8, "Offlöad Büro <noreply@offload.localhost>", "zoe@example.com"),
+        ("Zoë", "Offload <noreply@offload.localhost>", "zoe@bücher.example"),
+    ],
+)
+def test_a_built_message_reads_back_as_it_was_written(name: str, sender: str, to: str) -> None:
+    rendered = mail.render("lead-confirmation", {"name": name, "property": "Mill House"})
+    message = mail.build_message(
+        rendered,
+        mail_from=sender,
+        to=to,
+        message_id="<abc@offload.localhost>",
+        date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        idempotency_key="key-1",
+    )
+    utf8 = not to.isascii()
+    raw = flatten_message(message, utf8=utf8)
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert parsed["From"] == sender
+    assert parsed["To"] == to
+    assert parsed["Subject"] == rendered.subject
+    assert parsed["Message-ID"] == "<abc@offload.localhost>"
+    assert parsed["X-Offload-Idempotency-Key"] == "key-1"
+    text = parsed.get_body(preferencelist=("plain",))
+    html = parsed.get_body(preferencelist=("html",))
+    # An 8-bit body goes out with CRLF line ends, as SMTP wants them.
+    assert text is not None and text.get_content().replace("\r\n", "\n") == rendered.text
+    assert html is not None and html.get_content().replace("\r\n", "\n") == rendered.html

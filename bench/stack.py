@@ -1,0 +1,140 @@
+"""The services a benchmark or the chaos run needs, each on a free port and in its own process.
+
+Nothing here touches the fixed ports of `offload dev`, so a run can go on beside it, and
+beside other runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from offload.db import create_pool, migrate
+from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
+from offload.settings import Settings
+
+
+class SinkProcess:
+    """`python -m bench.sink` on a fixed port and mail folder: stopped and started at will."""
+
+    def __init__(self, maildir: Path, port: int) -> None:
+        self.maildir = maildir
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "bench.sink", "--port", str(self.port)]
+        command += ["--maildir", str(self.maildir)]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
+
+    async def start(self, startup_seconds: float = 20) -> None:
+        self.process = self._launch()
+        deadline = time.monotonic() + startup_seconds
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the SMTP sink did not start") from None
+                await asyncio.sleep(0.1)
+            else:
+                writer.close()
+                await writer.wait_closed()
+                return
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def messages(self) -> list[Any]:
+        """Every message the sink saved, in any of its lives."""
+        return SmtpSink(self.maildir, port=self.port).messages()
+
+    def count(self) -> int:
+        return sum(1 for _ in self.maildir.glob("*.eml"))
+
+
+class Stack:
+    """A Temporal dev server, PostgreSQL (migrated) and an SMTP sink.
+
+    With `temporal_file` the server keeps its state in a SQLite file and survives a
+    restart; without, in memory, which is what the benchmarks measure against.
+    """
+
+    def __init__(self, root: Path, *, temporal_file: bool = False) -> None:
+        self.root = root
+        self.temporal = TemporalDevServer(
+            port=free_port(),
+            ui_port=None,
+            db_file=root / "temporal.sqlite" if temporal_file else None,
+            log_file=root / "temporal.log",
+        )
+        self.postgres = EmbeddedPostgres(root / "postgres", port=free_port())
+        self.sink = SinkProcess(root / "mail", free_port())
+
+    def settings(self, task_queue_prefix: str = "", **more: Any) -> Settings:
+        """Settings that point at this stack; `more` sets other variables."""
+        return Settings(
+            _env_file=None,
+            TEMPORAL_ADDRESS=self.temporal.address,
+            DATABASE_URL=self.postgres.dsn(),
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=self.sink.port,
+            OFFLOAD_DATA_DIR=self.root / "data",
+            OFFLOAD_TASK_QUEUE_PREFIX=task_queue_prefix,
+            **more,
+        )
+
+    async def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.sink.maildir.mkdir(parents=True, exist_ok=True)
+        await asyncio.gather(self.temporal.start(), self.postgres.start(), self.sink.start())
+        pool = await create_pool(self.settings(), max_size=1)
+        try:
+            await migrate(pool)
+        finally:
+            await pool.close()
+
+    def stop(self) -> None:
+        self.sink.stop()
+        self.postgres.stop()
+        self.temporal.stop()
+
+    async def sql(self, query: str, *args: Any) -> Any:
+        conn = await asyncpg.connect(self.postgres.dsn())
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+
+@asynccontextmanager
+async def running_stack(root: Path, *, temporal_file: bool = False) -> AsyncIterator[Stack]:
+    """A started `Stack` under `root`, stopped at the end of the block."""
+    stack = Stack(root, temporal_file=temporal_file)
+    try:
+        await stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+def load_note() -> str:
+    """How busy the machine was: benchmark figures mean little without it."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (5 min {five:.1f}) on {os.cpu_count()} cores"
