@@ -6,6 +6,7 @@ benchmarks can count on them. Seeding again adds leads; agents are reused by ema
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def lead_rows(
         agent: [f"{rng.randint(1, 199)} {rng.choice(STREETS)}" for _ in range(rng.randint(3, 8))]
         for agent in agent_ids
     }
-    sources, weights = list(SOURCES), list(SOURCES.values())
+    sources, cumulative = list(SOURCES), list(itertools.accumulate(SOURCES.values()))
     window_end = datetime.combine(end, time.min, tzinfo=UTC)
     seconds = 365 * 86_400
     for i in range(count):
@@ -63,7 +64,7 @@ def lead_rows(
             f"lead{i}.{rng.randrange(10**6)}@example.com",
             f"+44 7{rng.randrange(10**9):09d}",
             rng.choice(properties[agent]),
-            rng.choices(sources, weights)[0],
+            rng.choices(sources, cum_weights=cumulative)[0],
             min(100, max(0, int(rng.gauss(55, 18)))),
             created,
             created,
