@@ -189,3 +189,19 @@ async def test_report_cli_queued_twice_runs_once_and_status_shows_the_file(
     assert len(smtp_sink.messages()) == 1
     unknown = await asyncio.to_thread(run_offload, settings, "report", "status", "nope-x")
     assert unknown.returncode == 2 and "no report 'nope-x'" in unknown.stderr
+
+
+async def test_db_seed_loads_agents_with_addresses_and_leads(
+    settings: Settings, pool: Pool
+) -> None:
+    args = ["db", "seed", "--leads", "1500", "--agents", "3", "--seed", "5", "--end", "2026-07-01"]
+    done = await asyncio.to_thread(run_offload, settings, *args)
+    assert done.returncode == 0, done.stderr
+    assert "seeded 1500 leads for 3 agents" in done.stdout
+    agents = await pool.fetch("SELECT id, email, digest_subscribed FROM agents ORDER BY id")
+    assert [a["email"] for a in agents] == [f"agent{n}@example.com" for n in (1, 2, 3)]
+    assert all(a["digest_subscribed"] for a in agents)
+    per_agent = await pool.fetch("SELECT agent_id, count(*) FROM leads GROUP BY 1 ORDER BY 1")
+    assert [r["count"] for r in per_agent] == [500, 500, 500]
+    bad = await asyncio.to_thread(run_offload, settings, "db", "seed", "--end", "2026-02-30")
+    assert bad.returncode == 2 and "--end" in bad.stderr

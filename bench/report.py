@@ -1,0 +1,161 @@
+"""Benchmark: the chunked report on a million leads against one SQL aggregate, and worker memory.
+
+Runs its own PostgreSQL, Temporal dev server and SMTP sink on free ports, seeds one agent's
+leads (100 thousand, then up to one million), and runs the worker as a subprocess so its
+peak resident memory (VmHWM) can be read for each size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from activities.reports import day_start
+from bench.rows import Row, at_most
+from offload.db import QUERIES, create_pool, migrate
+from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
+from offload.seed import seed
+from offload.settings import Settings
+from offload.temporal import connect
+from starters.report import enqueue_report, report_job
+
+SIZES = (100_000, 1_000_000)
+SEED_END = date(2026, 7, 1)
+RSS_LIMIT_MB = 250.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+async def measure() -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="offload-bench-report-") as tmp:
+        root = Path(tmp)
+        postgres = EmbeddedPostgres(root / "pg", port=free_port(), durable=False)
+        temporal = TemporalDevServer(port=free_port(), ui_port=None, db_file=root / "t.sqlite")
+        smtp = SmtpSink(root / "mail", port=free_port())
+        await postgres.start()
+        await temporal.start()
+        smtp.start()
+        try:
+            return await measure_on(postgres, temporal, smtp, root)
+        finally:
+            smtp.stop()
+            temporal.stop()
+            postgres.stop()
+
+
+async def measure_on(
+    postgres: EmbeddedPostgres, temporal: TemporalDevServer, smtp: SmtpSink, root: Path
+) -> list[Row]:
+    conn = await asyncpg.connect(postgres.dsn())
+    await conn.execute("CREATE DATABASE bench")
+    await conn.close()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        TEMPORAL_ADDRESS=temporal.address,
+        DATABASE_URL=postgres.dsn("bench"),
+        SMTP_HOST=smtp.host,
+        SMTP_PORT=smtp.port,
+        OFFLOAD_DATA_DIR=root / "data",
+        OFFLOAD_TASK_QUEUE_PREFIX=f"bench-{uuid.uuid4().hex[:8]}-",
+    )
+    pool = await create_pool(settings, max_size=2)
+    client = await connect(settings)
+    await migrate(pool)
+    first, last = SEED_END - timedelta(days=365), SEED_END - timedelta(days=1)
+    window = (day_start(first), day_start(SEED_END))
+    seeded = 0
+    timings: dict[int, tuple[float, float, float]] = {}
+    try:
+        for size in SIZES:
+            began = time.monotonic()
+            await seed(pool, leads=size - seeded, agents=1, seed=size, end=SEED_END)
+            seeded = size
+            print(f"seeded {size} leads in {time.monotonic() - began:.1f}s", file=sys.stderr)
+            env = {**os.environ, **settings.to_env()}
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "starters.cli",
+                "worker",
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                await asyncio.sleep(2)  # the worker connects and polls
+                job = report_job(
+                    settings,
+                    report_id=f"bench-{size}-{uuid.uuid4().hex[:6]}",
+                    user_id=1,
+                    start=first.isoformat(),
+                    end=last.isoformat(),
+                )
+                began = time.monotonic()
+                handle = await enqueue_report(client, settings, pool, job)
+                result = await handle.result()
+                chunked = time.monotonic() - began
+                rss = peak_rss_mb(worker.pid)
+            finally:
+                worker.terminate()
+                await worker.wait()
+            assert result.total_leads == size, (result.total_leads, size)
+            began = time.monotonic()
+            await pool.fetch(QUERIES.report_by_sql, 1, *window)
+            monolithic = time.monotonic() - began
+            timings[size] = (chunked, monolithic, rss)
+            print(
+                f"{size} leads: chunked {chunked:.2f}s, one aggregate {monolithic:.2f}s, "
+                f"worker peak RSS {rss:.0f} MB",
+                file=sys.stderr,
+            )
+    finally:
+        await pool.close()
+    small, large = SIZES
+    chunked, monolithic, rss_large = timings[large]
+    rss_small = timings[small][2]
+    ratio = chunked / monolithic
+    goal, met = at_most(ratio, 1.5)
+    flat = rss_large / rss_small
+    flat_goal, flat_met = at_most(flat, 1.2)
+    return [
+        Row(
+            name="report, 1M leads: chunked vs one SQL aggregate",
+            figure=f"{chunked:.2f} s",
+            baseline=f"{monolithic:.2f} s (one GROUP BY)",
+            ratio=ratio,
+            goal=goal,
+            met=met,
+            note="chunked = start to result, plan + chunks + CSV + email",
+        ),
+        Row(
+            name="report worker peak RSS, 1M vs 100k leads",
+            figure=f"{rss_large:.0f} MB",
+            baseline=f"{rss_small:.0f} MB (100k leads)",
+            ratio=flat,
+            goal=f"{flat_goal} and < {RSS_LIMIT_MB:g} MB",
+            met=flat_met and rss_large < RSS_LIMIT_MB,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    from bench.rows import render
+
+    print(render(asyncio.run(measure())))
+    sys.stdout.flush()
+    os._exit(0)

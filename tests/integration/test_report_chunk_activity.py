@@ -1,0 +1,80 @@
+"""`aggregate_report_chunk` in an ActivityEnvironment: heartbeats carry the cursor."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import date, timedelta
+from typing import Any
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.reports import ReportActivities, day_start
+from offload.db import Pool
+from offload.models import ReportChunk, ReportChunkInput, ReportCursor
+from offload.settings import Settings
+from tests.reports import seed_leads
+
+START, END = date(2025, 10, 1), date(2025, 10, 31)
+PAGE = 40
+
+
+def chunk_input() -> ReportChunkInput:
+    chunk = ReportChunk(index=0, start=day_start(START), end=day_start(END + timedelta(days=1)))
+    return ReportChunkInput(report_id="unit", user_id=1, chunk=chunk)
+
+
+async def prepared(pool: Pool, settings: Settings) -> ReportActivities:
+    await seed_leads(pool, leads=2000, agents=1)
+    await pool.execute(
+        "INSERT INTO reports (report_id, user_id, start_day, end_day, workflow_id)"
+        " VALUES ('unit', 1, $1, $2, 'report-unit')",
+        START,
+        END,
+    )
+    return ReportActivities(settings.model_copy(update={"report_page_size": PAGE}), pool)
+
+
+async def test_every_page_heartbeats_its_cursor(pool: Pool, settings: Settings) -> None:
+    activities = await prepared(pool, settings)
+    beats: list[ReportCursor] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(details[0])
+
+    result = await env.run(activities.aggregate_report_chunk, chunk_input())
+
+    assert result.rows > 2 * PAGE
+    assert len(beats) == result.pages == math.ceil(result.rows / PAGE)
+    assert [b.rows for b in beats] == [min(PAGE * (i + 1), result.rows) for i in range(len(beats))]
+    # The cursor moves forward: (created_at, id) of each page's last row.
+    cursors = [(b.after_created_at, b.after_id) for b in beats]
+    assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
+    assert sum(cell[3] for cell in beats[-1].cells) == result.rows
+
+
+async def test_started_with_heartbeat_details_it_starts_from_that_cursor(
+    pool: Pool, settings: Settings
+) -> None:
+    activities = await prepared(pool, settings)
+    beats: list[ReportCursor] = []
+    first = ActivityEnvironment()
+    first.on_heartbeat = lambda *details: beats.append(details[0])
+    whole = await first.run(activities.aggregate_report_chunk, chunk_input())
+    whole_cells = sorted(beats[-1].cells)
+
+    # As a retry after a crash: the server hands back the second heartbeat.
+    resumed_beats: list[Any] = []
+    retry = ActivityEnvironment()
+    retry.info = dataclasses.replace(
+        retry.info, attempt=2, heartbeat_details=[beats[1].model_dump(mode="json")]
+    )
+    retry.on_heartbeat = lambda *details: resumed_beats.append(details[0])
+    resumed = await retry.run(activities.aggregate_report_chunk, chunk_input())
+
+    assert resumed.resumed_from_rows == 2 * PAGE
+    assert resumed.attempt == 2
+    # Only the pages after the cursor were read again.
+    assert len(resumed_beats) == whole.pages - 2
+    assert resumed_beats[0].rows == 3 * PAGE
+    assert resumed.rows == whole.rows
+    assert sorted(resumed_beats[-1].cells) == whole_cells

@@ -1,0 +1,115 @@
+"""GenerateReportWorkflow on the time-skipping server, its activities stubbed under their names."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+
+from temporalio import activity
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.reports import split_window
+from offload import queues
+from offload.models import (
+    EmailJob,
+    EmailResult,
+    ReportChunkInput,
+    ReportChunkResult,
+    ReportFinalizeInput,
+    ReportJob,
+    ReportPlan,
+    ReportResult,
+)
+from workflows.email import SendEmailWorkflow
+from workflows.reports import GenerateReportWorkflow
+
+
+async def test_a_large_report_continues_as_new_without_running_a_chunk_twice(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    calls: Counter[str] = Counter()
+    chunk_runs: Counter[int] = Counter()
+
+    @activity.defn(name="plan_report")
+    async def plan_report(job: ReportJob) -> ReportPlan:
+        calls["plan"] += 1
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        return ReportPlan(
+            chunks=split_window(start, start + timedelta(days=7), 7),
+            estimated_rows=700,
+            agent_name="Agent",
+            agent_email="agent1@example.com",
+        )
+
+    @activity.defn(name="aggregate_report_chunk")
+    async def aggregate_report_chunk(task: ReportChunkInput) -> ReportChunkResult:
+        chunk_runs[task.chunk.index] += 1
+        return ReportChunkResult(index=task.chunk.index, rows=100, pages=2)
+
+    @activity.defn(name="finalize_report")
+    async def finalize_report(task: ReportFinalizeInput) -> ReportResult:
+        calls["finalize"] += 1
+        return ReportResult(
+            report_id=task.report_id,
+            file="/r.csv",
+            total_leads=700,
+            average_score="50.00",
+            top_source="web",
+            chunks=task.chunks,
+        )
+
+    @activity.defn(name="send_email")
+    async def send_email(job: EmailJob) -> EmailResult:
+        calls["email"] += 1
+        return EmailResult(status="sent", message_id="<m@x>", to=job.to, sent_at=datetime.now(UTC))
+
+    workflow_queue = queues.named(queues.WORKFLOWS, task_queue_prefix)
+    job = ReportJob(
+        report_id=uuid.uuid4().hex,
+        user_id=1,
+        start=date(2026, 1, 1),
+        end=date(2026, 1, 7),
+        chunks_per_run=3,
+        max_parallel_chunks=2,
+    )
+    client = time_skipping_env.client
+    async with (
+        Worker(
+            client,
+            task_queue=workflow_queue,
+            workflows=[GenerateReportWorkflow, SendEmailWorkflow],
+        ),
+        Worker(
+            client,
+            task_queue=queues.named(queues.REPORTS, task_queue_prefix),
+            activities=[aggregate_report_chunk],
+        ),
+        Worker(
+            client,
+            task_queue=queues.named(queues.DEFAULT, task_queue_prefix),
+            activities=[plan_report, finalize_report],
+        ),
+        Worker(
+            client,
+            task_queue=queues.named(queues.EMAIL, task_queue_prefix),
+            activities=[send_email],
+        ),
+    ):
+        handle = await client.start_workflow(
+            GenerateReportWorkflow.run, job, id=job.workflow_id, task_queue=workflow_queue
+        )
+        result = await handle.result()
+        progress = await handle.query(GenerateReportWorkflow.progress)
+
+    assert result.total_leads == 700
+    assert result.rows_read == 700
+    assert result.email_message_id == "<m@x>"
+    assert calls == {"plan": 1, "finalize": 1, "email": 1}
+    assert chunk_runs == dict.fromkeys(range(7), 1)
+    # 7 chunks at 3 per run: two continue-as-new, and the progress carried through.
+    assert progress.status == "done"
+    assert (progress.chunks_done, progress.chunks_total, progress.rows_read) == (7, 7, 700)
+    description = await handle.describe()
+    assert description.run_id != handle.first_execution_run_id
