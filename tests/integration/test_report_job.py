@@ -76,8 +76,10 @@ async def test_the_report_equals_one_sql_group_by_cell_for_cell(
 
 def chunk_lines(log: str) -> dict[str, list[tuple[int, str, int]]]:
     """From a worker's log: per event kind, (chunk, report, rows) in order."""
-    found: dict[str, list[tuple[int, str, int]]] = {"read": [], "resume": [], "start": []}
+    kinds = ("read", "resume", "start", "done")
+    found: dict[str, list[tuple[int, str, int]]] = {kind: [] for kind in kinds}
     patterns = {
+        "done": r"report (\S+) chunk (\d+) done: (\d+) rows",
         "read": r"report (\S+) chunk (\d+) read rows up to (\d+)",
         "resume": r"report (\S+) chunk (\d+) resumes after row (\d+)",
         "start": r"report (\S+) chunk (\d+) starts()",
@@ -86,6 +88,15 @@ def chunk_lines(log: str) -> dict[str, list[tuple[int, str, int]]]:
         for report, chunk, rows in re.findall(pattern, log):
             found[kind].append((int(chunk), report, int(rows or 0)))
     return found
+
+
+def chunk_in_flight(lines: dict[str, list[tuple[int, str, int]]], rows: int) -> int | None:
+    """The chunk that has read at least `rows` rows and is not done, once another is done."""
+    done = {c for c, _, _ in lines["done"]}
+    if not done:
+        return None
+    reading = {c for c, _, read in lines["read"] if read >= rows} - done
+    return min(reading, default=None)
 
 
 async def test_a_worker_killed_mid_chunk_resumes_from_its_last_heartbeat(
@@ -108,10 +119,9 @@ async def test_a_worker_killed_mid_chunk_resumes_from_its_last_heartbeat(
     try:
         handle = await enqueue_report(client, settings, pool, job)
         deadline = time.monotonic() + 60
-        # Kill it once chunk 0 is finished and chunk 1 is a few pages in.
-        while not any(
-            c == 1 and rows >= 3 * page for c, _, rows in chunk_lines(first_log.read_text())["read"]
-        ):
+        # Kill it once a chunk is finished and another is a few pages in. The server hands
+        # out the chunks' activity tasks in no guaranteed order, so find which ones.
+        while (killed := chunk_in_flight(chunk_lines(first_log.read_text()), 3 * page)) is None:
             assert time.monotonic() < deadline, first_log.read_text()[-3000:]
             await asyncio.sleep(0.05)
         worker.send_signal(signal.SIGKILL)
@@ -125,18 +135,20 @@ async def test_a_worker_killed_mid_chunk_resumes_from_its_last_heartbeat(
         worker.wait(30)
     after = chunk_lines(second_log.read_text())
 
-    read_before = max(rows for c, _, rows in before["read"] if c == 1)
-    [(_, _, resumed_at)] = [e for e in after["resume"] if e[0] == 1]
+    read_before = max(rows for c, _, rows in before["read"] if c == killed)
+    [(_, _, resumed_at)] = [e for e in after["resume"] if e[0] == killed]
     assert read_before - page <= resumed_at <= read_before, (read_before, resumed_at)
-    # Chunk 0 finished before the kill and never ran again.
-    assert all(c != 0 for c, _, _ in after["resume"] + after["start"])
+    # The chunks finished before the kill never ran again.
+    finished = {c for c, _, _ in before["done"]}
+    assert finished and finished.isdisjoint(c for c, _, _ in after["resume"] + after["start"])
     lines = read_csv(result.file)
     assert lines[1:-1] == await sql_report(pool, 1, START, END)
     assert lines[-1] == await sql_totals(pool, 1, START, END)
     stored = await pool.fetchrow(
         "SELECT attempt, resumed_from_rows FROM report_chunks WHERE report_id = $1"
-        " AND chunk_index = 1",
+        " AND chunk_index = $2",
         job.report_id,
+        killed,
     )
     assert stored is not None and stored["attempt"] == 2
     assert stored["resumed_from_rows"] == resumed_at
