@@ -29,8 +29,11 @@ class TemporalUnavailableError(ConnectionError):
     """Temporal cannot be reached at the configured address."""
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
     """A client for the configured address and namespace, with Offload's data converter.
+
+    `lazy` connects on first use instead, so a process that can work without Temporal for
+    a while (the API) starts while Temporal is down.
 
     Raises:
         TemporalUnavailableError: nothing answers at `TEMPORAL_ADDRESS`.
@@ -43,6 +46,7 @@ async def connect(settings: Settings) -> Client:
             data_converter=data_converter(settings),
             tls=tls_config(settings),
             api_key=api_key,
+            lazy=lazy,
         )
     except RuntimeError as err:
         raise TemporalUnavailableError(
