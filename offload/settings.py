@@ -62,6 +62,28 @@ class Settings(BaseSettings):
     codec_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_CODEC_TOKEN")
     api_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_API_TOKEN")
 
+    # HTTP API (`offload api`, and `offload dev` beside the worker)
+    api_host: str = Field("127.0.0.1", validation_alias="OFFLOAD_API_HOST")
+    api_port: int = Field(8000, validation_alias="OFFLOAD_API_PORT", ge=1, le=65535)
+    api_max_body_bytes: int = Field(16_384, validation_alias="OFFLOAD_API_MAX_BODY_BYTES", ge=1)
+    api_start_timeout_seconds: float = Field(
+        1.0, validation_alias="OFFLOAD_API_START_TIMEOUT_SECONDS", gt=0
+    )
+    after_response_timeout_seconds: float = Field(
+        5.0, validation_alias="OFFLOAD_AFTER_RESPONSE_TIMEOUT_SECONDS", gt=0
+    )
+    after_response_max_tasks: int = Field(
+        100, validation_alias="OFFLOAD_AFTER_RESPONSE_MAX_TASKS", ge=1
+    )
+    # The relay of the outbox, in the worker: how often it looks, and how old a row must be
+    # before it is the relay's (younger ones are still being started by the API).
+    outbox_poll_seconds: float = Field(1.0, validation_alias="OFFLOAD_OUTBOX_POLL_SECONDS", gt=0)
+    outbox_grace_seconds: float = Field(2.0, validation_alias="OFFLOAD_OUTBOX_GRACE_SECONDS", ge=0)
+    # Fault injection for the tests and the benchmark, never for production: the API process
+    # dies right after a lead's commit; the bare one-INSERT route exists.
+    api_crash_after_commit: bool = Field(False, validation_alias="OFFLOAD_API_CRASH_AFTER_COMMIT")
+    api_bench_routes: bool = Field(False, validation_alias="OFFLOAD_API_BENCH_ROUTES")
+
     # Where `offload dev` keeps its data and where report files go.
     data_dir: Path = Field(Path(".offload"), validation_alias="OFFLOAD_DATA_DIR")
     dev_postgres_port: int = Field(DEV_POSTGRES_PORT, validation_alias="OFFLOAD_DEV_POSTGRES_PORT")

@@ -105,11 +105,13 @@ class TemporalUnavailableError(ConnectionError):
     """Temporal cannot be reached at the configured address."""
 
 
-async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
+async def connect(settings: Settings, *, serve_metrics: bool = False, lazy: bool = False) -> Client:
     """A client for the configured address and namespace, with Offload's data converter.
 
     With `serve_metrics` (workers do), the client and the workers built on it export the
-    SDK's and Offload's metrics at `OFFLOAD_METRICS_ADDRESS`.
+    SDK's and Offload's metrics at `OFFLOAD_METRICS_ADDRESS`. `lazy` connects on first use
+    instead, so a process that can work without Temporal for a while (the API) starts
+    while Temporal is down.
 
     Raises:
         TemporalUnavailableError: nothing answers at `TEMPORAL_ADDRESS`.
@@ -124,6 +126,7 @@ async def connect(settings: Settings, *, serve_metrics: bool = False) -> Client:
             tls=tls_config(settings),
             api_key=api_key,
             runtime=runtime,
+            lazy=lazy,
         )
     except RuntimeError as err:
         raise TemporalUnavailableError(

@@ -12,7 +12,7 @@ from offload.db import create_pool
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError
-from workers.main import build_workers, run_workers
+from workers.main import build_services, build_workers, run_workers
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ async def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         workers = build_workers(client, settings, pool, kinds)
         names = ", ".join(w.task_queue for w in workers)
         print(f"worker polling {names} (grace period {settings.worker_grace_seconds:g}s)")
-        await run_workers(workers, stop)
+        await run_workers(workers, stop, build_services(client, settings, pool))
     finally:
         await pool.close()
     print("worker stopped")

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from offload import queues
 from offload.db import Pool
 from offload.settings import Settings
-from workers.main import build_workers, run_workers
+from workers.main import build_services, build_workers, run_workers
 
 
 @asynccontextmanager
@@ -25,7 +25,7 @@ async def running_worker(
     """Offload's workers for `settings`, in this process, for the duration of the block."""
     workers = build_workers(client, settings, pool, kinds or list(queues.BY_KIND))
     stop = asyncio.Event()
-    task = asyncio.create_task(run_workers(workers, stop))
+    task = asyncio.create_task(run_workers(workers, stop, build_services(client, settings, pool)))
     try:
         yield
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from activities.sessions import SessionActivities
 from offload import queues
 from offload.db import Pool
 from offload.settings import Settings
+from starters.outbox import OutboxRelay
 from workers.metrics import JobMetricsInterceptor
 from workflows.dead_letters import DeadLetterWorkflow
 from workflows.email import SendEmailWorkflow
@@ -42,6 +43,9 @@ from workflows.maintenance import (
 from workflows.reports import GenerateReportWorkflow
 
 log = logging.getLogger(__name__)
+
+# A background service of the worker process (the outbox relay): runs until its event is set.
+Service = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 # Every workflow type Offload runs; all of them poll `offload-workflows`.
 WORKFLOWS: list[type] = [
@@ -173,19 +177,37 @@ def build_workers(
     return workers
 
 
-async def run_workers(workers: Sequence[Worker], stop: asyncio.Event) -> None:
-    """Run `workers` until `stop` is set (or one fails), then shut all down gracefully.
+def build_services(client: Client, settings: Settings, pool: Pool) -> list[Service]:
+    """The background services every worker process runs beside its Temporal workers."""
+    return [OutboxRelay(client, settings, pool).run]
+
+
+async def run_workers(
+    workers: Sequence[Worker], stop: asyncio.Event, services: Sequence[Service] = ()
+) -> None:
+    """Run `workers` and `services` until `stop` is set (or one fails), then stop all.
 
     Shutdown stops polling at once, lets running activities finish within the grace
-    period, and cancels those still running after it.
+    period, and cancels those still running after it. Services get their own stop event,
+    set at the same moment, and are awaited.
     """
     runs = [asyncio.create_task(w.run(), name=f"worker {w.task_queue}") for w in workers]
+    services_stop = asyncio.Event()
+    service_runs = [asyncio.create_task(service(services_stop)) for service in services]
     stopped = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*runs, stopped], return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(
+        [*runs, *service_runs, stopped], return_when=asyncio.FIRST_COMPLETED
+    )
     if stopped not in done:
         stopped.cancel()
     log.info("shutting down %d worker(s)", len(workers))
+    services_stop.set()
     await asyncio.gather(*(w.shutdown() for w in workers if w.is_running))
+    for service, result in zip(
+        services, await asyncio.gather(*service_runs, return_exceptions=True), strict=True
+    ):
+        if isinstance(result, Exception):
+            log.error("service %s failed: %s", service, type(result).__name__)
     results = await asyncio.gather(*runs, return_exceptions=True)
     for worker, result in zip(workers, results, strict=True):
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):

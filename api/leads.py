@@ -1,0 +1,210 @@
+"""`POST /leads`: save a lead and queue its confirmation email in one transaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.after_response import AfterResponseParam
+from api.context import ApiContext, ContextParam, LeadTask
+from api.errors import ERROR_RESPONSES, ApiError
+from offload import mail
+from offload.db import QUERIES, Pool
+from offload.models import EmailJob, content_key
+from offload.settings import Settings
+from starters import outbox
+
+router = APIRouter(tags=["leads"])
+
+ROUTE = "POST /leads"
+
+
+def _plain_text(value: str) -> str:
+    # PostgreSQL refuses NUL and unpaired surrogates would not encode: refuse them here, as 422.
+    if any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class LeadIn(BaseModel):
+    """A lead as the web form sends it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
+    email: str = Field(min_length=3, max_length=320, examples=["ada@example.com"])
+    phone: str = Field("", max_length=40, examples=["+44 20 7946 0000"])
+    property: str = Field("", max_length=300, examples=["12 Harbour View, Flat 3"])
+    source: str = Field("website", min_length=1, max_length=50, examples=["website"])
+
+    @field_validator("name", "email", "phone", "property", "source")
+    @classmethod
+    def _no_control_characters(cls, value: str) -> str:
+        return _plain_text(value)
+
+    @field_validator("email")
+    @classmethod
+    def _deliverable_form(cls, value: str) -> str:
+        try:
+            return mail.check_address(value)
+        except mail.InvalidAddressError as err:
+            raise ValueError(str(err)) from None
+
+
+class LeadCreated(BaseModel):
+    success: bool = True
+    id: int
+
+
+def confirmation_email(settings: Settings, lead_id: int, lead: LeadIn) -> EmailJob:
+    """The lead's confirmation email; its key (and so its workflow id) comes from the lead.
+
+    The task-queue prefix is part of the key: environments sharing a namespace (tests, say)
+    each have their own lead 1.
+    """
+    return EmailJob(
+        to=lead.email,
+        template="lead-confirmation",
+        data={"name": lead.name, "property": lead.property or "our listings"},
+        idempotency_key=f"{settings.task_queue_prefix}lead-{lead_id}-confirmation",
+        retry=settings.retry,
+    )
+
+
+class _AlreadyAnswered(Exception):
+    """Another request with the same Idempotency-Key committed first."""
+
+
+async def _stored_answer(pool: Pool, key: str, request_hash: str) -> JSONResponse | None:
+    row = await pool.fetchrow(QUERIES.find_idempotency_key, key)
+    if row is None:
+        return None
+    if row["route"] != ROUTE or row["request_hash"] != request_hash:
+        raise ApiError(422, "this key was used with a different request", field="Idempotency-Key")
+    return JSONResponse(
+        json.loads(row["body"]), status_code=row["status"], headers={"Idempotent-Replayed": "true"}
+    )
+
+
+@dataclass(frozen=True)
+class LeadSaved:
+    """What the after-response tasks of a saved lead get (no personal data)."""
+
+    lead_id: int
+    source: str
+    path: str
+    duration_ms: float
+
+
+async def log_request(pool: Pool, saved: LeadSaved) -> None:
+    await pool.execute(QUERIES.insert_request_log, "POST", saved.path, 201, saved.duration_ms)
+
+
+async def track_pageview(pool: Pool, saved: LeadSaved) -> None:
+    await pool.execute(QUERIES.insert_pageview, saved.path, saved.source, saved.lead_id)
+
+
+# Cheap and losable: the request log and the pageview run after the response.
+AFTER_LEAD: dict[str, LeadTask] = {"request_log": log_request, "pageview": track_pageview}
+
+
+async def mark_started(pool: Pool, workflow_id: str) -> None:
+    await pool.execute(QUERIES.mark_outbox_started_by_workflow_id, workflow_id)
+
+
+@router.post(
+    "/leads",
+    status_code=201,
+    response_model=LeadCreated,
+    responses=ERROR_RESPONSES,
+    summary="Save a lead and queue its confirmation email",
+)
+async def create_lead(
+    lead: LeadIn,
+    request: Request,
+    context: ContextParam,
+    after_response: AfterResponseParam,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[\x21-\x7e]+$",
+            description="a retried POST with the same key gets the first answer, and "
+            "creates nothing new",
+        ),
+    ] = None,
+) -> Any:
+    started = time.perf_counter()
+    pool = context.pool
+    request_hash = content_key(ROUTE, lead.model_dump())
+    if idempotency_key is not None:
+        answered = await _stored_answer(pool, idempotency_key, request_hash)
+        if answered is not None:
+            return answered
+    try:
+        lead_id, job = await _save(context, lead, idempotency_key, request_hash)
+    except _AlreadyAnswered:
+        assert idempotency_key is not None
+        answered = await _stored_answer(pool, idempotency_key, request_hash)
+        assert answered is not None
+        return answered
+    context.metrics.leads.inc()
+    if context.settings.api_crash_after_commit:
+        os._exit(70)
+    if await context.start_after_commit("email", job):
+        # Marking is bookkeeping: were it lost, the relay would start the job again, a no-op.
+        after_response("outbox_mark", mark_started, pool, job.workflow_id)
+    saved = LeadSaved(
+        lead_id=lead_id,
+        source=lead.source,
+        path=request.url.path,
+        duration_ms=(time.perf_counter() - started) * 1000,
+    )
+    for name, task in context.after_lead.items():
+        after_response(name, task, pool, saved)
+    return JSONResponse(LeadCreated(id=lead_id).model_dump(), status_code=201)
+
+
+async def _save(
+    context: ApiContext, lead: LeadIn, idempotency_key: str | None, request_hash: str
+) -> tuple[int, EmailJob]:
+    async with context.pool.acquire() as conn, conn.transaction():
+        lead_id: int = await conn.fetchval(
+            QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source
+        )
+        job = confirmation_email(context.settings, lead_id, lead)
+        await outbox.write(conn, "email", job.workflow_id, job)
+        if idempotency_key is not None:
+            body = LeadCreated(id=lead_id).model_dump_json()
+            # A concurrent twin waits here for our commit, then finds the key taken.
+            claimed = await conn.fetchval(
+                QUERIES.claim_idempotency_key, idempotency_key, ROUTE, request_hash, 201, body
+            )
+            if claimed is None:
+                raise _AlreadyAnswered
+    return lead_id, job
+
+
+@router.post(
+    "/bench/bare-lead",
+    status_code=201,
+    response_model=LeadCreated,
+    responses=ERROR_RESPONSES,
+    include_in_schema=False,
+)
+async def create_bare_lead(lead: LeadIn, context: ContextParam) -> Any:
+    """The benchmark's baseline: the same validation and one INSERT, nothing else."""
+    if not context.settings.api_bench_routes:
+        raise ApiError(404, "Not Found")
+    lead_id: int = await context.pool.fetchval(
+        QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source
+    )
+    return JSONResponse(LeadCreated(id=lead_id).model_dump(), status_code=201)

@@ -1,0 +1,171 @@
+"""`POST /reports` starts a report job; `GET /reports/{id}` tells how far it got."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import uuid
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.context import ContextParam
+from api.errors import ERROR_RESPONSES, ApiError
+from offload import queues
+from offload.models import ReportJob
+from offload.settings import Settings
+
+# Started by name: the workflow lives in workflows/reports.py, which the API need not import.
+REPORT_WORKFLOW = "GenerateReportWorkflow"
+REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+QUERY_TIMEOUT_SECONDS = 2.0
+
+_bearer = HTTPBearer(auto_error=False, description="OFFLOAD_API_TOKEN")
+
+
+def require_token(
+    context: ContextParam,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Refuse the request unless it carries `Authorization: Bearer <OFFLOAD_API_TOKEN>`.
+
+    With no token configured (the dev default) the routes are open.
+    """
+    token = context.settings.api_token
+    if token is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise ApiError(
+            401,
+            "missing or wrong bearer token" if given else "a bearer token is required",
+            field="Authorization",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+router = APIRouter(
+    tags=["reports"],
+    dependencies=[Depends(require_token)],
+    responses={**ERROR_RESPONSES, 503: ERROR_RESPONSES[422] | {"description": "Temporal down"}},
+)
+
+
+class ReportRequest(BaseModel):
+    """A leads report for agent `user_id` over the days `start` to `end`, inclusive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    report_id: str | None = Field(
+        None,
+        pattern=REPORT_ID_PATTERN,
+        description="names the report; the same id twice is one report (default: a new uuid)",
+    )
+    user_id: int = Field(ge=1, le=2**63 - 1)
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReportRequest:
+        if self.end < self.start:
+            raise ValueError("end must not be before start")
+        return self
+
+
+class ReportAccepted(BaseModel):
+    success: bool = True
+    id: str
+    workflow_id: str
+    status_url: str
+
+
+class ReportStatus(BaseModel):
+    id: str
+    workflow_id: str
+    status: str
+    progress: dict[str, Any] | None = None
+    result: Any = None
+
+
+async def start_report(client: Client, settings: Settings, job: ReportJob) -> None:
+    """Start the report job by name, at most once per report id (as `start_job` does)."""
+    try:
+        await client.start_workflow(
+            REPORT_WORKFLOW,
+            job,
+            id=job.workflow_id,
+            task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+
+
+def _temporal_down() -> ApiError:
+    return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
+
+
+@router.post("/reports", status_code=202, response_model=ReportAccepted)
+async def create_report(body: ReportRequest, context: ContextParam) -> Any:
+    """Start the report job and answer at once; `Location` is where its status is."""
+    job = ReportJob(
+        report_id=body.report_id or uuid.uuid4().hex,
+        user_id=body.user_id,
+        start=body.start,
+        end=body.end,
+        retry=context.settings.retry,
+    )
+    try:
+        async with asyncio.timeout(context.settings.api_start_timeout_seconds * 5):
+            await start_report(context.client, context.settings, job)
+    except (RPCError, RuntimeError, TimeoutError):
+        raise _temporal_down() from None
+    location = f"/reports/{job.report_id}"
+    accepted = ReportAccepted(id=job.report_id, workflow_id=job.workflow_id, status_url=location)
+    return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": location})
+
+
+@router.get("/reports/{report_id}", response_model=ReportStatus)
+async def get_report(
+    report_id: Annotated[str, Path(pattern=REPORT_ID_PATTERN)], context: ContextParam
+) -> ReportStatus:
+    """The report's status, its progress while it runs, and its result when done."""
+    workflow_id = f"report-{report_id}"
+    handle = context.client.get_workflow_handle(workflow_id)
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT_SECONDS * 2):
+            description = await handle.describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise ApiError(404, f"no report {report_id!r}", field="report_id") from None
+        raise _temporal_down() from None
+    except (RuntimeError, TimeoutError):
+        raise _temporal_down() from None
+    status = description.status or WorkflowExecutionStatus.RUNNING
+    answer = ReportStatus(id=report_id, workflow_id=workflow_id, status=status.name.lower())
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+            if status == WorkflowExecutionStatus.RUNNING:
+                progress = await handle.query("progress")
+                answer.progress = _as_dict(progress)
+            elif status == WorkflowExecutionStatus.COMPLETED:
+                answer.result = await handle.result()
+    except Exception:
+        # No worker to answer the query yet, or a busy one: the status alone still holds.
+        pass
+    return answer
+
+
+def _as_dict(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value if isinstance(value, dict) else None

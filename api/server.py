@@ -1,0 +1,66 @@
+"""Run the API on uvicorn inside an asyncio program, until an event is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import FastAPI
+
+from offload.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, started: asyncio.Event | None) -> None:
+        super().__init__(config)
+        self.started_event = started
+
+    # The program around it owns SIGINT/SIGTERM (`offload dev` stops the worker too).
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.started_event is not None:
+            self.started_event.set()
+
+
+async def serve(
+    app: FastAPI,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    port: int | None = None,
+    started: asyncio.Event | None = None,
+) -> None:
+    """Serve `app` on `OFFLOAD_API_HOST:OFFLOAD_API_PORT` (or `port`) until `stop` is set.
+
+    Shutdown lets requests in flight finish and drains the after-response tasks.
+    """
+    config = uvicorn.Config(
+        app,
+        host=settings.api_host,
+        port=port or settings.api_port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = _Server(config, started)
+    serving = asyncio.create_task(server.serve(), name="uvicorn")
+
+    async def watch() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await serving
+    finally:
+        watcher.cancel()
+    if not server.started:
+        raise RuntimeError(f"the API could not start on {settings.api_host}:{config.port}")

@@ -1,0 +1,58 @@
+-- name: insert_lead
+INSERT INTO leads (name, email, phone, property, source)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id;
+
+-- name: insert_outbox
+INSERT INTO outbox (kind, workflow_id, payload)
+VALUES ($1, $2, $3::jsonb)
+ON CONFLICT (workflow_id) DO NOTHING
+RETURNING id;
+
+-- name: mark_outbox_started
+UPDATE outbox SET started_at = now(), attempts = attempts + 1, last_error = NULL
+WHERE id = $1 AND started_at IS NULL;
+
+-- name: mark_outbox_failed
+UPDATE outbox SET attempts = attempts + 1, last_error = $2
+WHERE id = $1;
+
+-- Rows older than $1 seconds are the API's no more: it crashed or Temporal was down.
+-- SKIP LOCKED lets several relays share the table without taking the same row; a row that
+-- failed goes behind the others, so one bad row never holds the rest back.
+-- name: claim_outbox
+SELECT id, kind, workflow_id, payload::text AS payload
+FROM outbox
+WHERE started_at IS NULL AND created_at < now() - make_interval(secs => $1)
+ORDER BY attempts, id
+LIMIT $2
+FOR UPDATE SKIP LOCKED;
+
+-- name: count_pending_outbox
+SELECT count(*) FROM outbox WHERE started_at IS NULL;
+
+-- name: claim_idempotency_key
+INSERT INTO idempotency_keys (key, route, request_hash, status, body)
+VALUES ($1, $2, $3, $4, $5::jsonb)
+ON CONFLICT (key) DO NOTHING
+RETURNING key;
+
+-- name: find_idempotency_key
+SELECT route, request_hash, status, body::text AS body
+FROM idempotency_keys
+WHERE key = $1;
+
+-- name: insert_request_log
+INSERT INTO request_log (method, path, status, duration_ms)
+VALUES ($1, $2, $3, $4);
+
+-- name: insert_pageview
+INSERT INTO pageviews (path, source, lead_id)
+VALUES ($1, $2, $3);
+
+-- name: check_database
+SELECT 1;
+
+-- name: mark_outbox_started_by_workflow_id
+UPDATE outbox SET started_at = now(), attempts = attempts + 1, last_error = NULL
+WHERE workflow_id = $1 AND started_at IS NULL;

@@ -1,0 +1,143 @@
+"""The transactional outbox: jobs written beside a business row, started after the commit.
+
+The API writes an outbox row in the transaction that saves the lead and starts the job right
+after the commit. Whatever it could not start (the process died, Temporal was down) the
+relay starts: `OutboxRelay` runs in the worker process, takes rows with
+`FOR UPDATE SKIP LOCKED` so several workers never take the same one, and starts each by its
+deterministic workflow id, so a row started twice is still one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+from pydantic import BaseModel
+from temporalio.client import Client
+
+from offload.db import QUERIES, Pool
+from offload.models import EmailJob
+from offload.settings import Settings
+from starters.email import enqueue_email
+
+log = logging.getLogger(__name__)
+
+Starter = Callable[[Client, Settings, Any], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class OutboxKind:
+    """How a kind of outbox row becomes a job: its input model and the function starting it."""
+
+    model: type[BaseModel]
+    start: Starter
+
+
+# Each kind a business transaction can queue; the relay starts the rows of each the same way.
+KINDS: dict[str, OutboxKind] = {
+    "email": OutboxKind(model=EmailJob, start=enqueue_email),
+}
+
+
+async def write(conn: PoolConnectionProxy, kind: str, workflow_id: str, job: BaseModel) -> int:
+    """Queue `job` in the caller's transaction; return the row id.
+
+    A row with this workflow id already queued is kept as it is (and its id returned).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown outbox kind {kind!r}")
+    row_id: int | None = await conn.fetchval(
+        QUERIES.insert_outbox, kind, workflow_id, job.model_dump_json()
+    )
+    if row_id is None:
+        row_id = await conn.fetchval("SELECT id FROM outbox WHERE workflow_id = $1", workflow_id)
+    assert row_id is not None
+    return row_id
+
+
+async def start(client: Client, settings: Settings, kind: str, payload: str) -> None:
+    """Start the job of one outbox row (idempotent: its workflow id is deterministic)."""
+    spec = KINDS[kind]
+    await spec.start(client, settings, spec.model.model_validate(json.loads(payload)))
+
+
+class OutboxRelay:
+    """Starts the outbox rows that the API left behind, until stopped.
+
+    It keeps trying while Temporal is unreachable, backing off up to `max_backoff_seconds`,
+    so every row starts within seconds of Temporal being back.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        settings: Settings,
+        pool: Pool,
+        *,
+        batch_size: int = 50,
+        max_backoff_seconds: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.pool = pool
+        self.batch_size = batch_size
+        self.max_backoff_seconds = max_backoff_seconds
+        self.started = 0
+
+    async def relay_once(self) -> int:
+        """Start one batch of left-behind rows; return how many started.
+
+        Raises:
+            Exception: the first start that failed (the rows stay pending, counted).
+        """
+        started = 0
+        failure: Exception | None = None
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                QUERIES.claim_outbox, self.settings.outbox_grace_seconds, self.batch_size
+            )
+            for row in rows:
+                try:
+                    async with asyncio.timeout(self.settings.api_start_timeout_seconds * 5):
+                        await start(self.client, self.settings, row["kind"], row["payload"])
+                except Exception as err:
+                    # Recorded in this transaction; the row stays pending and goes to the back.
+                    await conn.execute(
+                        QUERIES.mark_outbox_failed, row["id"], f"{type(err).__name__}: {err}"
+                    )
+                    failure = err
+                    break
+                await conn.execute(QUERIES.mark_outbox_started, row["id"])
+                started += 1
+        if started:
+            log.info("outbox relay started %d job(s)", started)
+        self.started += started
+        if failure is not None:
+            raise failure
+        return started
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until `stop` is set."""
+        delay = self.settings.outbox_poll_seconds
+        while not stop.is_set():
+            try:
+                full = await self.relay_once() == self.batch_size
+                delay = 0 if full else self.settings.outbox_poll_seconds
+            except (OSError, asyncpg.PostgresError) as err:
+                log.warning("outbox relay: database unavailable (%s)", type(err).__name__)
+                delay = min(max(delay * 2, 0.5), self.max_backoff_seconds)
+            except Exception as err:
+                # Temporal unreachable, or one bad row: retry soon, but not in a hot loop.
+                log.warning("outbox relay: start failed (%s), retrying", type(err).__name__)
+                delay = min(max(delay * 2, 0.5), self.max_backoff_seconds)
+            if delay:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    pass

@@ -1,0 +1,67 @@
+"""POST /leads against the API served by uvicorn, with the worker and its outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from api.app import create_app
+from api.server import serve
+from offload.db import Pool
+from offload.devstack import SmtpSink, free_port
+from offload.settings import Settings
+
+
+@pytest.fixture
+async def api_url(settings: Settings, pool: Pool, client: Client) -> AsyncIterator[str]:
+    port = free_port()
+    stop, started = asyncio.Event(), asyncio.Event()
+    app = create_app(settings, pool=pool, client=client)
+    task = asyncio.create_task(serve(app, settings, stop, port=port, started=started))
+    await asyncio.wait_for(started.wait(), 30)
+    yield f"http://127.0.0.1:{port}"
+    stop.set()
+    await task
+
+
+async def test_a_posted_lead_gives_a_row_and_one_confirmation_email(
+    api_url: str, pool: Pool, smtp_sink: SmtpSink, worker: None
+) -> None:
+    lead = {"name": "Ada Lovelace", "email": "ada@example.com", "property": "12 Harbour View"}
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        response = await http.post("/leads", json=lead)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["success"] is True
+    row = await pool.fetchrow("SELECT name, email FROM leads WHERE id = $1", body["id"])
+    assert row is not None and row["email"] == "ada@example.com"
+    for _ in range(300):
+        if smtp_sink.messages():
+            break
+        await asyncio.sleep(0.1)
+    [message] = smtp_sink.messages()
+    assert message["To"] == "ada@example.com"
+    assert "12 Harbour View" in message["Subject"]
+
+
+async def test_bad_input_is_a_4xx_naming_each_field_and_writes_nothing(
+    api_url: str, pool: Pool
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        invalid = await http.post("/leads", json={"email": "not-an-address"})
+        wrong_type = await http.post(
+            "/leads", content=b"name=Ada", headers={"content-type": "text/plain"}
+        )
+        too_big = await http.post("/leads", json={"name": "A" * 20_000, "email": "a@example.com"})
+    assert invalid.status_code == 422
+    fields = {error["field"] for error in invalid.json()["errors"]}
+    assert fields == {"name", "email"}
+    assert wrong_type.status_code == 415
+    assert wrong_type.json()["errors"][0]["field"] == "Content-Type"
+    assert too_big.status_code == 413
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
