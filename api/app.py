@@ -13,24 +13,22 @@ from api.after_response import AfterResponseRunner
 from api.context import ApiContext, LeadTask
 from api.limits import RequestLimits
 from api.metrics import ApiMetrics
-from offload.db import Pool, create_pool
+from offload.db import Pool
 from offload.settings import Settings
-from offload.temporal import connect
 
 
 def create_app(
     settings: Settings,
+    pool: Pool,
+    client: Client,
     *,
-    pool: Pool | None = None,
-    client: Client | None = None,
     after_lead: dict[str, LeadTask] | None = None,
 ) -> FastAPI:
-    """The API for `settings`.
+    """The API for `settings`, on a pool and a Temporal client that its caller owns.
 
-    A pool or client passed in is shared (as `offload dev` does) and left open; otherwise
-    the app opens its own at startup and closes them at shutdown. The Temporal client
-    connects lazily, so the API starts, and takes leads, while Temporal is down.
-    `after_lead` replaces the after-response tasks of a saved lead (tests use it).
+    Connect the client lazily (`connect(settings, lazy=True)`), so that the API starts, and
+    takes leads, while Temporal is down. `after_lead` replaces the after-response tasks of a
+    saved lead (tests use it).
     """
     metrics = ApiMetrics()
     runner = AfterResponseRunner(
@@ -41,21 +39,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        own_pool = await create_pool(settings, max_size=20) if pool is None else None
-        try:
-            app.state.context = ApiContext(
-                settings=settings,
-                pool=pool or own_pool,  # type: ignore[arg-type]
-                client=client or await connect(settings, lazy=True),
-                metrics=metrics,
-                after_response=runner,
-                after_lead=dict(leads.AFTER_LEAD if after_lead is None else after_lead),
-            )
-            yield
-            await runner.drain(settings.after_response_timeout_seconds)
-        finally:
-            if own_pool is not None:
-                await own_pool.close()
+        app.state.context = ApiContext(
+            settings=settings,
+            pool=pool,
+            client=client,
+            metrics=metrics,
+            after_response=runner,
+            after_lead=dict(leads.AFTER_LEAD if after_lead is None else after_lead),
+        )
+        yield
+        # Requests in flight have finished; give their after-response tasks time to finish.
+        await runner.drain(settings.after_response_timeout_seconds)
 
     app = FastAPI(
         title="Offload",

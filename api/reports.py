@@ -11,20 +11,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from pydantic import BaseModel, ConfigDict, Field
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
 from api.errors import ERROR_RESPONSES, ApiError
-from offload import queues
-from offload.models import ReportJob
-from offload.settings import Settings
+from offload.db import QUERIES
+from starters.jobs import start_job
+from starters.report import new_report_job
+from workflows.reports import GenerateReportWorkflow
 
-# Started by name: the workflow lives in workflows/reports.py, which the API need not import.
-REPORT_WORKFLOW = "GenerateReportWorkflow"
 REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 QUERY_TIMEOUT_SECONDS = 2.0
 
@@ -73,12 +70,6 @@ class ReportRequest(BaseModel):
     start: date
     end: date
 
-    @model_validator(mode="after")
-    def _ordered(self) -> ReportRequest:
-        if self.end < self.start:
-            raise ValueError("end must not be before start")
-        return self
-
 
 class ReportAccepted(BaseModel):
     success: bool = True
@@ -95,38 +86,42 @@ class ReportStatus(BaseModel):
     result: Any = None
 
 
-async def start_report(client: Client, settings: Settings, job: ReportJob) -> None:
-    """Start the report job by name, at most once per report id (as `start_job` does)."""
-    try:
-        await client.start_workflow(
-            REPORT_WORKFLOW,
-            job,
-            id=job.workflow_id,
-            task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-        )
-    except WorkflowAlreadyStartedError:
-        pass
-
-
 def _temporal_down() -> ApiError:
     return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
 
 
 @router.post("/reports", status_code=202, response_model=ReportAccepted)
 async def create_report(body: ReportRequest, context: ContextParam) -> Any:
-    """Start the report job and answer at once; `Location` is where its status is."""
-    job = ReportJob(
+    """Start the report job and answer at once; `Location` is where its status is.
+
+    The same `report_id` twice is one report: the second answer points at the first.
+    """
+    settings = context.settings
+    if body.end < body.start:
+        raise ApiError(422, f"{body.end} is before start {body.start}", field="end")
+    days = (body.end - body.start).days + 1
+    if days > settings.report_max_days:
+        raise ApiError(
+            422, f"the range spans {days} days; at most {settings.report_max_days}", field="end"
+        )
+    if await context.pool.fetchrow(QUERIES.find_agent, body.user_id) is None:
+        raise ApiError(422, f"no agent with id {body.user_id}", field="user_id")
+    job = new_report_job(
+        settings,
         report_id=body.report_id or uuid.uuid4().hex,
         user_id=body.user_id,
         start=body.start,
         end=body.end,
-        retry=context.settings.retry,
     )
     try:
-        async with asyncio.timeout(context.settings.api_start_timeout_seconds * 5):
-            await start_report(context.client, context.settings, job)
+        async with asyncio.timeout(settings.api_start_timeout_seconds * 5):
+            await start_job(
+                context.client,
+                settings,
+                GenerateReportWorkflow.run,
+                job,
+                workflow_id=job.workflow_id,
+            )
     except (RPCError, RuntimeError, TimeoutError):
         raise _temporal_down() from None
     location = f"/reports/{job.report_id}"
@@ -140,7 +135,7 @@ async def get_report(
 ) -> ReportStatus:
     """The report's status, its progress while it runs, and its result when done."""
     workflow_id = f"report-{report_id}"
-    handle = context.client.get_workflow_handle(workflow_id)
+    handle = context.client.get_workflow_handle_for(GenerateReportWorkflow.run, workflow_id)
     try:
         async with asyncio.timeout(QUERY_TIMEOUT_SECONDS * 2):
             description = await handle.describe()
@@ -155,7 +150,7 @@ async def get_report(
     try:
         async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
             if status == WorkflowExecutionStatus.RUNNING:
-                progress = await handle.query("progress")
+                progress = await handle.query(GenerateReportWorkflow.progress)
                 answer.progress = _as_dict(progress)
             elif status == WorkflowExecutionStatus.COMPLETED:
                 answer.result = await handle.result()

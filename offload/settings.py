@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     # HTTP API (`offload api`, and `offload dev` beside the worker)
     api_host: str = Field("127.0.0.1", validation_alias="OFFLOAD_API_HOST")
     api_port: int = Field(8000, validation_alias="OFFLOAD_API_PORT", ge=1, le=65535)
+    api_pool_size: int = Field(20, validation_alias="OFFLOAD_API_POOL_SIZE", ge=1)
     api_max_body_bytes: int = Field(16_384, validation_alias="OFFLOAD_API_MAX_BODY_BYTES", ge=1)
     api_start_timeout_seconds: float = Field(
         1.0, validation_alias="OFFLOAD_API_START_TIMEOUT_SECONDS", gt=0

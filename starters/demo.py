@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import httpx
 from temporalio.client import (
     Client,
     ScheduleActionExecutionStartWorkflow,
@@ -23,12 +24,14 @@ from temporalio.client import (
     WorkflowFailureError,
 )
 
+from api.leads import LeadIn, confirmation_email
 from offload import queues
 from offload.db import Pool
-from offload.devstack import DevStack
+from offload.devstack import DevStack, free_port, port_is_free
 from offload.models import EmailJob, EmailResult, MarketRefreshResult, RedriveRequest, RetryConfig
 from offload.seed import seed
 from offload.settings import Settings
+from starters.api import api_service, api_url
 from starters.dev import running_stack
 from starters.dlq import dead_letter_handle, list_dead_letters, redrive
 from starters.email import enqueue_email
@@ -37,7 +40,7 @@ from starters.report import enqueue_report, follow, print_result, report_job
 from starters.schedules import apply_schedules
 from starters.schedules import schedule_id as schedule_id_of
 from starters.stats import collect_stats, render_table
-from workers.main import build_workers, run_workers
+from workers.main import build_services, build_workers, run_workers
 from workflows.dead_letters import DeadLetterWorkflow
 
 
@@ -114,6 +117,34 @@ async def schedules_step(demo: Demo) -> None:
         print(f"          {row['area']:<14} median {row['median_price']:>12,.2f}")
     await show_workflow(demo, started.workflow_id)
     print("then      `offload schedules list`, `temporal schedule list` (see README: Schedules)")
+
+
+async def http_lead_step(demo: Demo) -> None:
+    demo.heading("5. A lead posted over HTTP: saved, answered at once, confirmed by email")
+    before = set(demo.mail_files())
+    lead = {
+        "name": "Grace Hopper",
+        "email": "grace.hopper@example.com",
+        "phone": "+1 555 0100",
+        "property": "7 Arsenal Yard",
+        "source": "demo",
+    }
+    url = api_url(demo.settings)
+    async with httpx.AsyncClient(base_url=url) as http:
+        await http.get("/healthz")  # the first request pays for the connection
+        started = time.perf_counter()
+        response = await http.post("/leads", json=lead)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    print(f"POST      {url}/leads -> {response.status_code} {response.text} in {elapsed_ms:.1f} ms")
+    response.raise_for_status()
+    lead_id = response.json()["id"]
+    workflow_id = confirmation_email(demo.settings, lead_id, LeadIn(**lead)).workflow_id
+    result = await demo.client.get_workflow_handle(workflow_id, result_type=EmailResult).result()
+    print(f"result    {result.status}, Message-ID {result.message_id}")
+    for path in (p for p in demo.mail_files() if p not in before):
+        print(f"landed    {path}")
+    await show_workflow(demo, workflow_id)
+    print(f"then      {url}/docs (the OpenAPI document), {url}/healthz, {url}/metrics")
 
 
 async def dead_letters_step(demo: Demo) -> None:
@@ -226,6 +257,7 @@ STEPS: list[Step] = [
     dead_letters_step,
     report_step,
     schedules_step,
+    http_lead_step,
     stats_step,
 ]
 
@@ -233,10 +265,17 @@ STEPS: list[Step] = [
 async def demo_command(args: argparse.Namespace, settings: Settings) -> int:
     async with running_stack(settings) as (stack, client, pool):
         settings = stack.settings  # with the URL of the sample market feed it serves
+        if not port_is_free(settings.api_port, settings.api_host):
+            settings = settings.model_copy(update={"api_port": free_port()})
         workers = build_workers(client, settings, pool, list(queues.BY_KIND))
-        stop = asyncio.Event()
-        running = asyncio.create_task(run_workers(workers, stop))
+        stop, api_started = asyncio.Event(), asyncio.Event()
+        services = [
+            *build_services(client, settings, pool),
+            api_service(settings, pool, client, started=api_started),
+        ]
+        running = asyncio.create_task(run_workers(workers, stop, services))
         try:
+            await asyncio.wait_for(api_started.wait(), 30)
             demo = Demo(settings, stack, client, pool)
             for step in STEPS:
                 await step(demo)

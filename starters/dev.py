@@ -15,8 +15,9 @@ from offload.db import Pool, create_pool, migrate
 from offload.devstack import DevStack
 from offload.settings import Settings
 from offload.temporal import connect
+from starters.api import api_service, api_url, check_api_port
 from starters.worker import stop_on_signals
-from workers.main import build_workers, run_workers
+from workers.main import build_services, build_workers, run_workers
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,17 @@ async def running_stack(settings: Settings) -> AsyncIterator[tuple[DevStack, Cli
 
 
 async def dev_command(args: argparse.Namespace, settings: Settings) -> int:
+    check_api_port(settings)
     stop = stop_on_signals()
     async with running_stack(settings) as (stack, client, pool):
         # The stack's settings: with the URL of the sample market feed it serves.
-        workers = build_workers(client, stack.settings, pool, list(queues.BY_KIND))
-        print(f"worker    polling {', '.join(w.task_queue for w in workers)}")
+        settings = stack.settings
+        workers = build_workers(client, settings, pool, list(queues.BY_KIND))
+        print(f"worker    polling {', '.join(w.task_queue for w in workers)} (and the outbox)")
+        print(f"api       {api_url(settings)}  (OpenAPI: {api_url(settings)}/docs)")
         print("ready: press Ctrl-C to stop everything")
-        await run_workers(workers, stop)
+        services = [*build_services(client, settings, pool), api_service(settings, pool, client)]
+        await run_workers(workers, stop, services)
     print("stopped")
     return 0
 
@@ -62,7 +67,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "dev",
         help="run the whole system on embedded services",
         description="Start the Temporal dev server (Web UI on 8233), PostgreSQL and an SMTP sink "
-        "with their data under OFFLOAD_DATA_DIR, migrate, and run the worker until Ctrl-C. "
+        "with their data under OFFLOAD_DATA_DIR, migrate, and run the worker (with the outbox "
+        "relay) and the HTTP API (OFFLOAD_API_PORT, 8000) until Ctrl-C. "
         "Services whose variables are set (TEMPORAL_ADDRESS, DATABASE_URL, SMTP_HOST) are used "
         "instead of starting them.",
     )

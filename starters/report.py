@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import date
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
@@ -38,18 +39,25 @@ def report_job(
     if not report_id or user_id < 1:
         raise CommandError("--report-id must be non-empty and --user-id positive")
     try:
-        return ReportJob(
-            report_id=report_id,
-            user_id=user_id,
-            start=first,
-            end=last,
-            retry=settings.retry,
-            max_parallel_chunks=settings.report_max_parallel_chunks,
-            heartbeat_timeout_seconds=settings.report_heartbeat_timeout_seconds,
-            chunks_per_run=settings.report_chunks_per_run,
-        )
+        return new_report_job(settings, report_id=report_id, user_id=user_id, start=first, end=last)
     except ValueError as err:
         raise CommandError(f"--report-id: {err}") from None
+
+
+def new_report_job(
+    settings: Settings, *, report_id: str, user_id: int, start: date, end: date
+) -> ReportJob:
+    """The job for checked inputs, with the tuning from settings (the CLI and the API)."""
+    return ReportJob(
+        report_id=report_id,
+        user_id=user_id,
+        start=start,
+        end=end,
+        retry=settings.retry,
+        max_parallel_chunks=settings.report_max_parallel_chunks,
+        heartbeat_timeout_seconds=settings.report_heartbeat_timeout_seconds,
+        chunks_per_run=settings.report_chunks_per_run,
+    )
 
 
 async def enqueue_report(

@@ -1,0 +1,76 @@
+"""`offload api`: serve the HTTP API on uvicorn until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from temporalio.client import Client
+
+from api.app import create_app
+from api.server import serve
+from offload.db import Pool, create_pool
+from offload.devstack import require_free_port
+from offload.settings import Settings
+from offload.temporal import connect
+from starters.worker import stop_on_signals
+from workers.main import Service
+
+
+def api_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    return f"http://{host}:{settings.api_port}"
+
+
+def check_api_port(settings: Settings) -> None:
+    """Raise `PortInUseError` naming `OFFLOAD_API_PORT` when it is taken."""
+    require_free_port(settings.api_port, "API", "OFFLOAD_API_PORT", host=settings.api_host)
+
+
+def api_service(
+    settings: Settings, pool: Pool, client: Client, started: asyncio.Event | None = None
+) -> Service:
+    """The API as a service of a process that runs other things too (`offload dev`)."""
+    app = create_app(settings, pool=pool, client=client)
+
+    async def run(stop: asyncio.Event) -> None:
+        await serve(app, settings, stop, started=started)
+
+    return run
+
+
+async def api_command(args: argparse.Namespace, settings: Settings) -> int:
+    updates = {"api_host": args.host, "api_port": args.port}
+    settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    check_api_port(settings)
+    stop = stop_on_signals()
+    pool = await create_pool(settings, max_size=settings.api_pool_size)
+    try:
+        # Lazy: the API takes leads while Temporal is down; the outbox relay starts them later.
+        client = await connect(settings, lazy=True)
+        started = asyncio.Event()
+        serving = asyncio.create_task(api_service(settings, pool, client, started)(stop))
+        await asyncio.wait(
+            [serving, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if started.is_set():
+            print(f"api       {api_url(settings)}  (OpenAPI: {api_url(settings)}/docs)")
+        await serving
+    finally:
+        await pool.close()
+    print("api stopped")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "api",
+        help="serve the HTTP API",
+        description="Serve the HTTP API (POST /leads, /reports, /healthz, /metrics) on uvicorn "
+        "at OFFLOAD_API_HOST:OFFLOAD_API_PORT until SIGTERM or SIGINT; requests in flight and "
+        "after-response tasks finish first. It starts, and takes leads, while Temporal is down: "
+        "the worker's outbox relay starts their jobs once Temporal is back.",
+    )
+    parser.add_argument("--host", help="address to listen on (default OFFLOAD_API_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (default OFFLOAD_API_PORT)")
+    parser.set_defaults(handler=api_command)
