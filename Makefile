@@ -20,7 +20,7 @@ venv: $(STAMP) ## create .venv and install Offload with its dev tools
 demo: $(STAMP) ## start the embedded stack, walk through the jobs, stop
 	$(BIN)/offload demo
 
-dev: $(STAMP) ## run Temporal (Web UI :8233), PostgreSQL, an SMTP sink and the worker until Ctrl-C
+dev: $(STAMP) ## run Temporal (Web UI :8233), PostgreSQL, an SMTP sink, the worker and the API (:8000) until Ctrl-C
 	$(BIN)/offload dev
 
 test: $(STAMP) ## run the tests (unit, workflows, integration, e2e, replay)
