@@ -8,6 +8,7 @@ dependencies, and every variable the app's containers get against the settings' 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
+from api.metrics import ApiMetrics
 from offload.settings import Settings
 from starters.cli import build_parser
 
@@ -211,8 +214,14 @@ def test_prometheus_scrapes_every_worker_and_grafana_shows_offload_metrics(
         "offload_jobs_dead_lettered_total",
         "offload_job_enqueue_to_done_latency_seconds_bucket",
         "temporal_activity_schedule_to_start_latency_seconds_bucket",
+        "offload_api_request_seconds_bucket",
+        "offload_api_job_starts_total",
     ):
         assert metric in exprs
+    # The API's metrics the dashboard reads are the ones the API serves.
+    served = generate_latest(ApiMetrics().registry).decode()
+    for metric in set(re.findall(r"offload_api_\w+", exprs)):
+        assert f"# TYPE {metric.removesuffix('_bucket').removesuffix('_total')}" in served, metric
 
 
 def test_the_image_is_small_and_runs_as_a_user() -> None:
