@@ -1,0 +1,317 @@
+"""`POST /leads` latency under a fixed request rate, beside a bare one-INSERT endpoint.
+
+One run, one stack (Temporal dev server, PostgreSQL, SMTP sink on free ports), three
+processes besides it: the API (`offload api`, with the benchmark routes on), the worker
+(`offload worker`, with the outbox relay), and this one, the load generator, so that its
+CPU never shares the API's event loop.
+
+The load is open-loop: requests leave at fixed arrival times, whatever the earlier ones
+are doing, and each latency is counted from the time the request was due, not from when
+it left, so a server that falls behind shows it (no coordinated omission). At each rate the
+two endpoints alternate in blocks, A B B A, so the machine's noise falls on both. Every
+lead has its own address, so every `POST /leads` queues its own confirmation job; at the
+end the run checks that every posted lead's outbox row was started.
+
+Run it with `python -m bench.api`, or all benchmarks with `make bench`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from bench.email import percentile
+from bench.rows import Row, at_most, render
+from bench.stack import Stack, load_note, running_stack
+from offload import queues
+from offload.db import create_pool
+from offload.devstack import free_port
+from offload.settings import Settings
+from offload.temporal import connect
+from starters.outbox import OutboxRelay
+
+# Requests per second, each with its A B B A rounds; 50/s is the rate the goal is set at.
+GOAL_RATE = 50
+RATES = [int(r) for r in os.environ.get("BENCH_API_RATES", f"20,{GOAL_RATE},100").split(",") if r]
+BLOCK_SECONDS = float(os.environ.get("BENCH_API_BLOCK_SECONDS", "2"))
+# A B B A rounds at the goal's rate (more samples under its p99) and at the others.
+GOAL_ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))
+OTHER_ROUNDS = max(1, GOAL_ROUNDS - 1)
+WARMUP_SECONDS = 2.0
+GOAL_RATIO = 1.5
+GOAL_P99_MS = 30.0
+
+# With the worker polling during the run, on 2 cores its jobs take the CPU the API needs.
+WITH_WORKER = os.environ.get("BENCH_API_WORKER", "") == "1"
+
+LEAD = "/leads"
+BARE = "/bench/bare-lead"
+
+
+@dataclass
+class Block:
+    """What one block of requests to one endpoint gave."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    # The worst lag of a send behind its due time: large means the generator fell behind.
+    send_lag_ms: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def lead_body(run: str, n: int) -> dict[str, str]:
+    return {
+        "name": "Ada Lovelace",
+        # Each address its own: each lead queues its own confirmation job.
+        "email": f"bench-{run}-{n}@example.com",
+        "phone": "+44 20 7946 0000",
+        "property": "12 Harbour View",
+        "source": "bench",
+    }
+
+
+class Load:
+    """An open-loop load generator over one keep-alive connection pool."""
+
+    def __init__(self, client: httpx.AsyncClient, run: str) -> None:
+        self.client = client
+        self.run = run
+        self.sent = 0
+        self.created: dict[str, int] = {LEAD: 0, BARE: 0}
+
+    async def _one(self, path: str, due: float, block: Block) -> None:
+        n = self.sent
+        self.sent += 1
+        try:
+            response = await self.client.post(path, json=lead_body(self.run, n))
+        except httpx.HTTPError as err:
+            block.errors[type(err).__name__] += 1
+            return
+        done = time.perf_counter()
+        if response.status_code != 201:
+            block.errors[str(response.status_code)] += 1
+            return
+        self.created[path] += 1
+        block.latencies_ms.append((done - due) * 1000)
+
+    async def block(self, path: str, rate: float, seconds: float) -> Block:
+        """`rate * seconds` requests to `path`, each sent at its due time; wait for all."""
+        block = Block()
+        count = round(rate * seconds)
+        start = time.perf_counter() + 0.005
+        sending: list[asyncio.Task[None]] = []
+        for k in range(count):
+            due = start + k / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            block.send_lag_ms = max(block.send_lag_ms, (time.perf_counter() - due) * 1000)
+            sending.append(asyncio.create_task(self._one(path, due, block)))
+        await asyncio.gather(*sending)
+        return block
+
+
+@dataclass
+class RateResult:
+    rate: int
+    lead: list[float]
+    bare: list[float]
+    errors: Counter[str]
+    send_lag_ms: float
+
+
+async def run_rate(load: Load, rate: int, rounds: int) -> RateResult:
+    paths = [LEAD, BARE]
+    found: dict[str, list[float]] = {LEAD: [], BARE: []}
+    errors: Counter[str] = Counter()
+    lag = 0.0
+    for which in [0, 1, 1, 0] * rounds:
+        block = await load.block(paths[which], rate, BLOCK_SECONDS)
+        found[paths[which]] += block.latencies_ms
+        errors += block.errors
+        lag = max(lag, block.send_lag_ms)
+    return RateResult(rate, found[LEAD], found[BARE], errors, lag)
+
+
+def start_process(settings: Settings, root: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
+    """`offload ARGS` in its own process, with `settings` as its environment."""
+    env = {**os.environ, **settings.to_env()}
+    log = (root / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "starters.cli", *args],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def wait_for_api(client: httpx.AsyncClient, api: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            response = await client.get("/healthz")
+            if response.status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if api.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the API did not start (see api.log)")
+        await asyncio.sleep(0.2)
+
+
+async def outbox_settled(stack: Stack, expected: int, seconds: float) -> tuple[int, int]:
+    """(rows, started rows) of the outbox, once all `expected` are started or time is up."""
+    deadline = time.monotonic() + seconds
+    while True:
+        rows = int(await stack.sql("SELECT count(*) FROM outbox"))
+        started = int(await stack.sql("SELECT count(started_at) FROM outbox"))
+        if (rows >= expected and started == rows) or time.monotonic() > deadline:
+            return rows, started
+        await asyncio.sleep(0.5)
+
+
+def row_of(result: RateResult, note: str) -> Row:
+    p50, p99 = percentile(result.lead, 50), percentile(result.lead, 99)
+    bare50, bare99 = percentile(result.bare, 50), percentile(result.bare, 99)
+    ratio = p99 / bare99
+    if result.rate == GOAL_RATE:
+        goal, met = at_most(ratio, GOAL_RATIO)
+        goal = f"{goal}, p99 < {GOAL_P99_MS:g} ms"
+        met = met and p99 < GOAL_P99_MS
+    else:
+        goal, met = "(none)", True
+    return Row(
+        name=f"POST /leads p99 @ {result.rate} req/s",
+        figure=f"{p99:.1f} ms (p50 {p50:.1f})",
+        baseline=f"{bare99:.1f} ms (p50 {bare50:.1f}) bare INSERT",
+        ratio=ratio,
+        goal=goal,
+        met=met,
+        note=note,
+    )
+
+
+async def measure_on(stack: Stack, root: Path) -> list[Row]:
+    run = uuid.uuid4().hex[:8]
+    port = free_port()
+    settings = stack.settings(
+        f"bench-{run}-",
+        OFFLOAD_API_PORT=port,
+        OFFLOAD_API_BENCH_ROUTES=True,
+        OFFLOAD_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+    )
+    worker = None
+    if WITH_WORKER:
+        worker = start_process(settings, root, "worker", "worker", "--queues", "workflows,email")
+    api = start_process(settings, root, "api", "api")
+    temporal = await connect(settings)
+    pool = await create_pool(settings, max_size=2)
+    stop_relay = asyncio.Event()
+    # The relay alone (cheap: one query a second) when no worker runs: it starts whatever
+    # the API left behind, as it would in production.
+    relay = (
+        None
+        if WITH_WORKER
+        else asyncio.create_task(OutboxRelay(temporal, settings, pool).run(stop_relay))
+    )
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
+        ) as client:
+            await wait_for_api(client, api)
+            load = Load(client, run)
+            # Warm-up: connections open, code paths compiled, the Temporal client connected.
+            for path in (LEAD, BARE):
+                await load.block(path, GOAL_RATE, WARMUP_SECONDS)
+            results = []
+            for rate in RATES:
+                rounds = GOAL_ROUNDS if rate == GOAL_RATE else OTHER_ROUNDS
+                print(f"bench.api: {rate} req/s ...", file=sys.stderr, flush=True)
+                results.append(await run_rate(load, rate, rounds))
+        expected = load.created[LEAD]
+        rows_, started = await outbox_settled(stack, expected, 15)
+        queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
+        workflows = await workflows_on(temporal, queue, expected, 15)
+    finally:
+        stop_process(api)
+        if worker is not None:
+            stop_process(worker)
+        stop_relay.set()
+        if relay is not None:
+            await relay
+        await pool.close()
+    load_text = load_note()
+    all_started = rows_ == expected and started == rows_ and workflows == expected
+    checked = (
+        f"{expected} leads posted: {rows_} outbox rows, {started} started, "
+        f"{workflows} email workflows in Temporal" + ("" if all_started else " (NOT ALL STARTED)")
+    )
+    worker_text = "worker running beside" if WITH_WORKER else "no worker polling (see docs)"
+    rows = []
+    for result in results:
+        note = (
+            f"{len(result.lead)}+{len(result.bare)} requests, open loop, "
+            f"{BLOCK_SECONDS:g} s blocks A B B A, latency from each request's due time; "
+            f"errors: {dict(result.errors) or 'none'}; "
+            f"generator lag up to {result.send_lag_ms:.1f} ms"
+        )
+        if result.rate == GOAL_RATE:
+            note += f"; {checked}; {worker_text}; {load_text}"
+        rows.append(row_of(result, note))
+    if not all_started or any(r.errors for r in results):
+        # Figures of a run that lost jobs or requests prove nothing: no goal is met.
+        rows = [dataclasses.replace(row, met=False) for row in rows]
+    return rows
+
+
+async def workflows_on(client: Client, queue: str, expected: int, seconds: float) -> int:
+    """How many workflows were started on `queue`, once `expected` are visible or time is up."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = (await client.count_workflows(f"TaskQueue = '{queue}'")).count
+        if found >= expected or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.5)
+
+
+async def measure() -> list[Row]:
+    """Start a stack on free ports, the API and a worker beside it, measure, stop them all."""
+    with tempfile.TemporaryDirectory(prefix="offload-bench-api-") as tmp:
+        root = Path(tmp)
+        async with running_stack(root / "stack") as stack:
+            return await measure_on(stack, root)
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    rows = asyncio.run(measure())
+    print(render(rows))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
