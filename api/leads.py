@@ -119,6 +119,13 @@ async def mark_started(pool: Pool, workflow_id: str) -> None:
     await pool.execute(QUERIES.mark_outbox_started_by_workflow_id, workflow_id)
 
 
+async def start_job_of_lead(context: ApiContext, job: EmailJob) -> None:
+    """Start a saved lead's confirmation job, then mark its outbox row started."""
+    if await context.start_after_commit("email", job):
+        # Marking is bookkeeping: were it lost, the relay would start the job again, a no-op.
+        await mark_started(context.pool, job.workflow_id)
+
+
 @router.post(
     "/leads",
     status_code=201,
@@ -159,9 +166,10 @@ async def create_lead(
     context.metrics.leads.inc()
     if context.settings.api_crash_after_commit:
         os._exit(70)
-    if await context.start_after_commit("email", job):
-        # Marking is bookkeeping: were it lost, the relay would start the job again, a no-op.
-        after_response("outbox_mark", mark_started, pool, job.workflow_id)
+    # The committed outbox row is what makes the job safe, not its start: so the response
+    # does not wait for Temporal. The start follows the response at once; were it lost (the
+    # process dies, the task is dropped), the relay starts the row by the same id.
+    after_response("job_start", start_job_of_lead, context, job)
     saved = LeadSaved(
         lead_id=lead_id,
         source=lead.source,
