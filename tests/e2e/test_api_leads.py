@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,9 +11,11 @@ import pytest
 from temporalio.client import Client
 
 from api.app import create_app
+from api.leads import LeadIn, confirmation_email
 from api.server import serve
 from offload.db import Pool
 from offload.devstack import SmtpSink, free_port
+from offload.models import EmailJob
 from offload.settings import Settings
 
 
@@ -65,3 +68,24 @@ async def test_bad_input_is_a_4xx_naming_each_field_and_writes_nothing(
     assert too_big.status_code == 413
     assert await pool.fetchval("SELECT count(*) FROM leads") == 0
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+@pytest.mark.parametrize("key", [None, "outbox-row-test"])
+async def test_the_outbox_row_holds_the_job_the_api_starts(
+    api_url: str, pool: Pool, settings: Settings, key: str | None
+) -> None:
+    lead = {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0000"}
+    headers = {} if key is None else {"Idempotency-Key": f"{key}-{uuid.uuid4()}"}
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        response = await http.post("/leads", json=lead, headers=headers)
+    assert response.status_code == 201, response.text
+    lead_id = response.json()["id"]
+    expected = confirmation_email(settings, lead_id, LeadIn.model_validate(lead))
+    assert expected.idempotency_key == f"{settings.task_queue_prefix}lead-{lead_id}-confirmation"
+    row = await pool.fetchrow(
+        "SELECT kind, payload::text AS payload FROM outbox WHERE workflow_id = $1",
+        expected.workflow_id,
+    )
+    assert row is not None and row["kind"] == "email"
+    # What the relay would start is what the API starts: one job, whoever starts it.
+    assert EmailJob.model_validate_json(row["payload"]) == expected
