@@ -1,9 +1,10 @@
 """`POST /leads` latency under a fixed request rate, beside a bare one-INSERT endpoint.
 
-One run, one stack (Temporal dev server, PostgreSQL, SMTP sink on free ports), three
-processes besides it: the API (`offload api`, with the benchmark routes on), the worker
-(`offload worker`, with the outbox relay), and this one, the load generator, so that its
-CPU never shares the API's event loop.
+One run, one stack (Temporal dev server, PostgreSQL, SMTP sink on free ports), and beside
+it the API in its own process (`offload api`, with the benchmark routes on), so that the
+load generator's CPU never shares the API's event loop. The outbox relay runs here; the
+worker does not poll during the run unless `BENCH_API_WORKER=1` (on 2 cores, running 50
+jobs a second would take the CPU both endpoints need: see docs/performance.md).
 
 The load is open-loop: requests leave at fixed arrival times, whatever the earlier ones
 are doing, and each latency is counted from the time the request was due, not from when
