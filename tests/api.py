@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.server import serve
 from offload.devstack import SmtpSink, free_port
@@ -58,8 +59,14 @@ async def timed_post(
     return response, time.perf_counter() - started
 
 
-def mail_count_by_recipient(sink: SmtpSink) -> Counter[str]:
-    return Counter(str(message["To"]) for message in sink.messages())
+def metric_samples(metrics_text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples of metric `name` in a Prometheus text page: labels and value."""
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == name
+    ]
 
 
 async def delivered(sink: SmtpSink, count: int, seconds: float = 60) -> Counter[str]:

@@ -6,14 +6,13 @@ import asyncio
 import statistics
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from api.app import create_app
 from api.context import LeadTask
 from offload.db import Pool
 from offload.settings import Settings
-from tests.api import eventually, serving, timed_post
+from tests.api import eventually, metric_samples, serving, timed_post
 
 POSTS = 6
 SLOW_SECONDS = 2.0
@@ -41,13 +40,10 @@ async def post_leads(url: str, tag: str) -> list[float]:
 
 def samples(metrics_text: str, name: str) -> dict[str, float]:
     """The values of counter `name` by its `task` and `reason` labels."""
-    found = {}
-    for family in text_string_to_metric_families(metrics_text):
-        for sample in family.samples:
-            if sample.name == name:
-                labels = sample.labels
-                found[f"{labels['task']}/{labels.get('reason', '')}".rstrip("/")] = sample.value
-    return found
+    return {
+        f"{labels['task']}/{labels.get('reason', '')}".rstrip("/"): value
+        for labels, value in metric_samples(metrics_text, name)
+    }
 
 
 async def test_slow_and_failing_after_response_tasks_delay_and_fail_no_response(
