@@ -129,7 +129,11 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": location})
 
 
-@router.get("/reports/{report_id}", response_model=ReportStatus)
+@router.get(
+    "/reports/{report_id}",
+    response_model=ReportStatus,
+    responses={404: ERROR_RESPONSES[422] | {"description": "no report with this id"}},
+)
 async def get_report(
     report_id: Annotated[str, Path(pattern=REPORT_ID_PATTERN)], context: ContextParam
 ) -> ReportStatus:

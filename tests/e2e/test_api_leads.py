@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from temporalio.client import Client
 
-from api.app import create_app
 from api.leads import LeadIn, confirmation_email
-from api.server import serve
 from offload.db import Pool
-from offload.devstack import SmtpSink, free_port
+from offload.devstack import SmtpSink
 from offload.models import EmailJob
 from offload.settings import Settings
-
-
-@pytest.fixture
-async def api_url(settings: Settings, pool: Pool, client: Client) -> AsyncIterator[str]:
-    port = free_port()
-    stop, started = asyncio.Event(), asyncio.Event()
-    app = create_app(settings, pool=pool, client=client)
-    task = asyncio.create_task(serve(app, settings, stop, port=port, started=started))
-    await asyncio.wait_for(started.wait(), 30)
-    yield f"http://127.0.0.1:{port}"
-    stop.set()
-    await task
 
 
 async def test_a_posted_lead_gives_a_row_and_one_confirmation_email(
