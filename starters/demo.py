@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -262,7 +263,16 @@ STEPS: list[Step] = [
 ]
 
 
+class OneLineFailures(logging.Filter):
+    """Logs a failed attempt without its traceback: the demo fails some on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 async def demo_command(args: argparse.Namespace, settings: Settings) -> int:
+    logging.getLogger("temporalio.activity").addFilter(OneLineFailures())
     async with running_stack(settings) as (stack, client, pool):
         settings = stack.settings  # with the URL of the sample market feed it serves
         if not port_is_free(settings.api_port, settings.api_host):
