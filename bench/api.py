@@ -27,16 +27,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 from temporalio.client import Client
 
 from bench.email import percentile
-from bench.rows import Row, at_most, render
+from bench.rows import Row, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload import queues
 from offload.db import create_pool
@@ -309,12 +307,5 @@ async def measure() -> list[Row]:
             return await measure_on(stack, root)
 
 
-def main(argv: Sequence[str] | None = None) -> Any:
-    rows = asyncio.run(measure())
-    print(render(rows))
-    sys.stdout.flush()
-    os._exit(0)
-
-
 if __name__ == "__main__":
-    main()
+    print_and_exit(measure)

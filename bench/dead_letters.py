@@ -18,7 +18,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowFailureError
 
-from bench.rows import Row, at_most
+from bench.rows import Row, at_most, print_and_exit
 from offload.db import create_pool, migrate
 from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
 from offload.models import EmailJob, RetryConfig
@@ -108,6 +108,4 @@ async def _measure(settings: Settings, sink: SmtpSink) -> list[Row]:
 
 
 if __name__ == "__main__":
-    from bench.rows import render
-
-    print(render(asyncio.run(measure())))
+    print_and_exit(measure)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -26,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.digest import digest_key
 from activities.email import EmailActivities
-from bench.rows import Row, at_least, render
+from bench.rows import Row, at_least, print_and_exit
 from offload import mail, queues
 from offload.db import create_pool, migrate
 from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
@@ -185,10 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--subscribers", type=int, default=10_000)
     args = parser.parse_args()
-    print(render(asyncio.run(measure(args.subscribers))))
-    sys.stdout.flush()
-    # A process that used a Temporal client can crash in finalisation (sdk-python issue 300).
-    os._exit(0)
+    print_and_exit(lambda: measure(args.subscribers))
 
 
 if __name__ == "__main__":

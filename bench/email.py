@@ -11,20 +11,18 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, bare_noop
-from bench.rows import Row, at_least, at_most, render
+from bench.rows import Row, at_least, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload import queues
 from offload.db import create_pool
@@ -216,13 +214,5 @@ async def measure() -> list[Row]:
             return await measure_on(stack)
 
 
-def main(argv: Sequence[str] | None = None) -> Any:
-    rows = asyncio.run(measure())
-    print(render(rows))
-    sys.stdout.flush()
-    # A process that used a Temporal client can crash at interpreter exit (sdk-python 300).
-    os._exit(0)
-
-
 if __name__ == "__main__":
-    main()
+    print_and_exit(measure)

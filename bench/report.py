@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 
 from activities.reports import day_start
-from bench.rows import Row, at_most
+from bench.rows import Row, at_most, print_and_exit
 from offload.db import QUERIES, create_pool, migrate
 from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
 from offload.seed import seed
@@ -164,8 +164,4 @@ async def measure_on(
 
 
 if __name__ == "__main__":
-    from bench.rows import render
-
-    print(render(asyncio.run(measure())))
-    sys.stdout.flush()
-    os._exit(0)
+    print_and_exit(measure)

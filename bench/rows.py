@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,3 +46,14 @@ def render(rows: Sequence[Row]) -> str:
     out += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
     out += [f"  note: {r.name}: {r.note}" for r in rows if r.note]
     return "\n".join(out)
+
+
+def print_and_exit(measure: Callable[[], Coroutine[Any, Any, list[Row]]]) -> None:
+    """`python -m bench.<topic>`: run `measure`, print its table, and leave.
+
+    It leaves with `os._exit`: a process that used a Temporal client can crash at
+    interpreter exit (sdk-python issue 300) and turn a finished run into exit 134.
+    """
+    print(render(asyncio.run(measure())))
+    sys.stdout.flush()
+    os._exit(0)
