@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.context import ContextParam
 from api.errors import ERROR_RESPONSES, ApiError
 from offload.db import QUERIES
+from offload.models import ReportResult
 from starters.jobs import start_job
 from starters.report import new_report_job
 from workflows.reports import GenerateReportWorkflow
@@ -139,7 +140,7 @@ async def get_report(
 ) -> ReportStatus:
     """The report's status, its progress while it runs, and its result when done."""
     workflow_id = f"report-{report_id}"
-    handle = context.client.get_workflow_handle_for(GenerateReportWorkflow.run, workflow_id)
+    handle = context.client.get_workflow_handle(workflow_id, result_type=ReportResult)
     try:
         async with asyncio.timeout(QUERY_TIMEOUT_SECONDS * 2):
             description = await handle.describe()

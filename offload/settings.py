@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # before it is the relay's (younger ones are still being started by the API).
     outbox_poll_seconds: float = Field(1.0, validation_alias="OFFLOAD_OUTBOX_POLL_SECONDS", gt=0)
     outbox_grace_seconds: float = Field(2.0, validation_alias="OFFLOAD_OUTBOX_GRACE_SECONDS", ge=0)
+    # Answers kept for Idempotency-Key, and started outbox rows, are deleted after this.
+    api_retention_hours: int = Field(24, validation_alias="OFFLOAD_API_RETENTION_HOURS", ge=1)
     # Fault injection for the tests and the benchmark, never for production: the API process
     # dies right after a lead's commit; the bare one-INSERT route exists.
     api_crash_after_commit: bool = Field(False, validation_alias="OFFLOAD_API_CRASH_AFTER_COMMIT")

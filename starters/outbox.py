@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,11 @@ async def start(client: Client, settings: Settings, kind: str, payload: str) -> 
     await spec.start(client, settings, spec.model.model_validate(json.loads(payload)))
 
 
+# How often each relay prunes, and how many rows one statement deletes.
+PRUNE_EVERY_SECONDS = 600.0
+PRUNE_BATCH = 5000
+
+
 class OutboxRelay:
     """Starts the outbox rows that the API left behind, until stopped.
 
@@ -89,6 +95,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.max_backoff_seconds = max_backoff_seconds
         self.started = 0
+        self.next_prune = 0.0
 
     async def relay_once(self) -> int:
         """Start one batch of left-behind rows; return how many started.
@@ -122,11 +129,36 @@ class OutboxRelay:
             raise failure
         return started
 
+    async def prune_once(self) -> tuple[int, int]:
+        """Delete what is past `OFFLOAD_API_RETENTION_HOURS`: started outbox rows and the
+        answers kept for `Idempotency-Key`. Return how many of each.
+
+        A row not yet started is never deleted, however old. Each batch commits on its own,
+        so a large backlog never holds one long transaction.
+        """
+        hours = self.settings.api_retention_hours
+        counts = []
+        for query in (QUERIES.prune_started_outbox, QUERIES.prune_idempotency_keys):
+            total = 0
+            while True:
+                status = await self.pool.execute(query, hours, PRUNE_BATCH)
+                deleted = int(status.rsplit(" ", 1)[-1])
+                total += deleted
+                if deleted < PRUNE_BATCH:
+                    break
+            counts.append(total)
+        if any(counts):
+            log.info("outbox relay pruned %d outbox row(s), %d idempotency key(s)", *counts)
+        return counts[0], counts[1]
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until `stop` is set."""
+        """Relay until `stop` is set; prune every `PRUNE_EVERY_SECONDS`."""
         delay = self.settings.outbox_poll_seconds
         while not stop.is_set():
             try:
+                if time.monotonic() >= self.next_prune:
+                    self.next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+                    await self.prune_once()
                 full = await self.relay_once() == self.batch_size
                 delay = 0 if full else self.settings.outbox_poll_seconds
             except (OSError, asyncpg.PostgresError) as err:

@@ -74,3 +74,20 @@ WITH lead AS (
     ON CONFLICT (workflow_id) DO NOTHING
 )
 SELECT id FROM lead;
+
+-- Started rows older than $1 hours, $2 at a time (the relay's housekeeping).
+-- name: prune_started_outbox
+DELETE FROM outbox
+WHERE id IN (
+    SELECT id FROM outbox
+    WHERE started_at IS NOT NULL AND created_at < now() - make_interval(hours => $1)
+    LIMIT $2
+);
+
+-- name: prune_idempotency_keys
+DELETE FROM idempotency_keys
+WHERE key IN (
+    SELECT key FROM idempotency_keys
+    WHERE created_at < now() - make_interval(hours => $1)
+    LIMIT $2
+);
