@@ -44,7 +44,6 @@ def create_app(
             pool=pool,
             client=client,
             metrics=metrics,
-            after_response=runner,
             after_lead=dict(leads.AFTER_LEAD if after_lead is None else after_lead),
         )
         yield
@@ -57,6 +56,7 @@ def create_app(
         summary="Leads in through a transactional outbox; report jobs; health and metrics.",
         lifespan=lifespan,
     )
+    # Read by the `after_response` dependency of each route.
     app.state.after_response = runner
     errors.install(app)
     app.add_middleware(RequestLimits, max_body_bytes=settings.api_max_body_bytes, metrics=metrics)

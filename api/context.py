@@ -1,4 +1,4 @@
-"""What every route uses: settings, the pool, the Temporal client, metrics, after_response."""
+"""What every route uses: settings, the pool, the Temporal client, metrics."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from temporalio.client import Client
 
-from api.after_response import AfterResponseRunner
 from api.metrics import ApiMetrics
 from offload.db import Pool
 from offload.settings import Settings
@@ -34,7 +33,6 @@ class ApiContext:
     pool: Pool
     client: Client
     metrics: ApiMetrics
-    after_response: AfterResponseRunner
     after_lead: dict[str, LeadTask] = field(default_factory=dict)
     starts_paused_until: float = 0.0
 

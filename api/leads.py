@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from asyncpg.pool import PoolConnectionProxy
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,6 +19,7 @@ from offload import mail
 from offload.db import QUERIES, Pool
 from offload.models import EmailJob, content_key
 from offload.settings import Settings
+from starters import outbox
 
 router = APIRouter(tags=["leads"])
 
@@ -63,21 +63,17 @@ class LeadCreated(BaseModel):
     id: int
 
 
-def _confirmation_key(settings: Settings) -> tuple[str, str]:
-    """What comes before and after the lead's id in its confirmation email's key."""
-    # The task-queue prefix is part of the key: environments sharing a namespace (tests,
-    # say) each have their own lead 1.
-    return f"{settings.task_queue_prefix}lead-", "-confirmation"
-
-
 def confirmation_email(settings: Settings, lead_id: int, lead: LeadIn) -> EmailJob:
-    """The lead's confirmation email; its key (and so its workflow id) comes from the lead."""
-    before, after = _confirmation_key(settings)
+    """The lead's confirmation email; its key (and so its workflow id) comes from the lead.
+
+    The task-queue prefix is part of the key: environments sharing a namespace (tests, say)
+    each have their own lead 1.
+    """
     return EmailJob(
         to=lead.email,
         template="lead-confirmation",
         data={"name": lead.name, "property": lead.property or "our listings"},
-        idempotency_key=f"{before}{lead_id}{after}",
+        idempotency_key=f"{settings.task_queue_prefix}lead-{lead_id}-confirmation",
         retry=settings.retry,
     )
 
@@ -188,44 +184,22 @@ async def create_lead(
 async def _save(
     context: ApiContext, lead: LeadIn, idempotency_key: str | None, request_hash: str
 ) -> tuple[int, EmailJob]:
-    if idempotency_key is None:
-        lead_id = await _insert_with_job(context.pool, context.settings, lead)
-        return lead_id, confirmation_email(context.settings, lead_id, lead)
+    """Save the lead, its confirmation job in the outbox and the key's answer, atomically."""
     async with context.pool.acquire() as conn, conn.transaction():
-        lead_id = await _insert_with_job(conn, context.settings, lead)
-        body = LeadCreated(id=lead_id).model_dump_json()
-        # A concurrent twin waits here for our commit, then finds the key taken.
-        claimed = await conn.fetchval(
-            QUERIES.claim_idempotency_key, idempotency_key, ROUTE, request_hash, 201, body
+        lead_id: int = await conn.fetchval(
+            QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source
         )
-        if claimed is None:
-            raise _AlreadyAnswered
-    return lead_id, confirmation_email(context.settings, lead_id, lead)
-
-
-async def _insert_with_job(db: Pool | PoolConnectionProxy, settings: Settings, lead: LeadIn) -> int:
-    """Insert the lead and its confirmation job's outbox row, in one statement (so atomic).
-
-    The row holds the job `confirmation_email` builds for the new id: the statement puts
-    the id into the key of a job built for id 0.
-    """
-    unkeyed = confirmation_email(settings, 0, lead)
-    before, after = _confirmation_key(settings)
-    id_prefix = unkeyed.workflow_id.removesuffix(unkeyed.idempotency_key)
-    lead_id: int = await db.fetchval(
-        QUERIES.insert_lead_with_job,
-        lead.name,
-        lead.email,
-        lead.phone,
-        lead.property,
-        lead.source,
-        "email",
-        unkeyed.model_dump_json(),
-        before,
-        after,
-        id_prefix,
-    )
-    return lead_id
+        job = confirmation_email(context.settings, lead_id, lead)
+        await outbox.write(conn, "email", job.workflow_id, job)
+        if idempotency_key is not None:
+            body = LeadCreated(id=lead_id).model_dump_json()
+            # A concurrent twin waits here for our commit, then finds the key taken.
+            claimed = await conn.fetchval(
+                QUERIES.claim_idempotency_key, idempotency_key, ROUTE, request_hash, 201, body
+            )
+            if claimed is None:
+                raise _AlreadyAnswered
+    return lead_id, job
 
 
 @router.post(

@@ -156,16 +156,10 @@ async def get_report(
         async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
             if status == WorkflowExecutionStatus.RUNNING:
                 progress = await handle.query(GenerateReportWorkflow.progress)
-                answer.progress = _as_dict(progress)
+                answer.progress = progress.model_dump(mode="json")
             elif status == WorkflowExecutionStatus.COMPLETED:
                 answer.result = await handle.result()
     except Exception:
         # No worker to answer the query yet, or a busy one: the status alone still holds.
         pass
     return answer
-
-
-def _as_dict(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return value if isinstance(value, dict) else None

@@ -23,6 +23,7 @@ from activities.reports import day_start
 from bench.rows import Row, at_most, print_and_exit
 from offload.db import QUERIES, create_pool, migrate
 from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
+from offload.models import ReportJob
 from offload.seed import seed
 from offload.settings import Settings
 from offload.temporal import connect
@@ -79,6 +80,13 @@ async def measure_on(
     first, last = SEED_END - timedelta(days=365), SEED_END - timedelta(days=1)
     window = (day_start(first), day_start(SEED_END))
     seeded = 0
+
+    def report_over(start: date, end: date) -> ReportJob:
+        report_id = f"bench-{start}-{end}-{uuid.uuid4().hex[:6]}"
+        return report_job(
+            settings, report_id=report_id, user_id=1, start=start.isoformat(), end=end.isoformat()
+        )
+
     timings: dict[int, tuple[float, float, float]] = {}
     try:
         for size in SIZES:
@@ -99,23 +107,11 @@ async def measure_on(
             try:
                 # Time a warm worker, as a long-lived one is: a one-day report first pays
                 # for its start-up and the first run of the workflow sandbox.
-                warm_up = report_job(
-                    settings,
-                    report_id=f"bench-warm-{size}-{uuid.uuid4().hex[:6]}",
-                    user_id=1,
-                    start=last.isoformat(),
-                    end=last.isoformat(),
-                )
-                await (await enqueue_report(client, settings, pool, warm_up)).result()
-                job = report_job(
-                    settings,
-                    report_id=f"bench-{size}-{uuid.uuid4().hex[:6]}",
-                    user_id=1,
-                    start=first.isoformat(),
-                    end=last.isoformat(),
-                )
+                await (
+                    await enqueue_report(client, settings, pool, report_over(last, last))
+                ).result()
                 began = time.monotonic()
-                handle = await enqueue_report(client, settings, pool, job)
+                handle = await enqueue_report(client, settings, pool, report_over(first, last))
                 result = await handle.result()
                 chunked = time.monotonic() - began
                 rss = peak_rss_mb(worker.pid)

@@ -50,9 +50,9 @@ async def api_command(args: argparse.Namespace, settings: Settings) -> int:
         client = await connect(settings, lazy=True)
         started = asyncio.Event()
         serving = asyncio.create_task(api_service(settings, pool, client, started)(stop))
-        await asyncio.wait(
-            [serving, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
+        ready = asyncio.create_task(started.wait())
+        await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()  # when serving failed to start
         if started.is_set():
             print(f"api       {api_url(settings)}  (OpenAPI: {api_url(settings)}/docs)")
         await serving

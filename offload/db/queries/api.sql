@@ -57,24 +57,6 @@ SELECT 1;
 UPDATE outbox SET started_at = now(), attempts = attempts + 1, last_error = NULL
 WHERE workflow_id = $1 AND started_at IS NULL;
 
--- A lead and its job's outbox row in one statement: atomic without BEGIN and COMMIT, so one
--- round trip instead of four. The job ($7, JSON) is keyed by the new lead's id: its
--- idempotency key becomes $8 || id || $9 and its workflow id $10 || that key.
--- name: insert_lead_with_job
-WITH lead AS (
-    INSERT INTO leads (name, email, phone, property, source)
-    VALUES ($1, $2, $3, $4, $5)
-    RETURNING id
-), keyed AS (
-    SELECT id, $8::text || id || $9::text AS key FROM lead
-), queued AS (
-    INSERT INTO outbox (kind, workflow_id, payload)
-    SELECT $6, $10::text || key, jsonb_set($7::jsonb, '{idempotency_key}', to_jsonb(key))
-    FROM keyed
-    ON CONFLICT (workflow_id) DO NOTHING
-)
-SELECT id FROM lead;
-
 -- Started rows older than $1 hours, $2 at a time (the relay's housekeeping).
 -- name: prune_started_outbox
 DELETE FROM outbox
