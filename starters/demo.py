@@ -24,6 +24,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.leads import LeadIn, confirmation_email
 from offload import queues
@@ -140,7 +141,18 @@ async def http_lead_step(demo: Demo) -> None:
     response.raise_for_status()
     lead_id = response.json()["id"]
     workflow_id = confirmation_email(demo.settings, lead_id, LeadIn(**lead)).workflow_id
-    result = await demo.client.get_workflow_handle(workflow_id, result_type=EmailResult).result()
+    # The API starts the job right after its response (the relay would, within seconds).
+    handle = demo.client.get_workflow_handle(workflow_id, result_type=EmailResult)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            await handle.describe()
+            break
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)
+    result = await handle.result()
     print(f"result    {result.status}, Message-ID {result.message_id}")
     for path in (p for p in demo.mail_files() if p not in before):
         print(f"landed    {path}")
