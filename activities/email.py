@@ -14,6 +14,7 @@ import jinja2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.pause import PauseGate
 from offload import mail
 from offload.db import QUERIES, Pool
 from offload.models import EmailJob, EmailResult
@@ -135,6 +136,7 @@ class EmailActivities:
         self.settings = settings
         self.pool = pool
         self.smtp = SmtpConnections(self.smtp_client, keep_connections)
+        self.gate = PauseGate(pool)
 
     def smtp_client(self) -> aiosmtplib.SMTP:
         """A client for the configured SMTP server (not yet connected)."""
@@ -157,8 +159,10 @@ class EmailActivities:
         """Send `job` unless its idempotency key is in `email_log` already.
 
         The `Message-ID` comes from the key, so if the worker dies between sending and
-        logging, the one extra copy a retry sends carries the same `Message-ID`.
+        logging, the one extra copy a retry sends carries the same `Message-ID`. While the
+        email kind is paused it raises `KindPaused` before doing anything.
         """
+        await self.gate.check("email")
         found = await self.pool.fetchrow(QUERIES.find_email_log, job.idempotency_key)
         if found is not None:
             return EmailResult(

@@ -425,3 +425,10 @@ class DigestResult(BaseModel):
     already_sent: int = 0
     no_leads: int = 0
     refused: int = 0
+
+
+class KindPausedDetails(BaseModel):
+    """The detail of a `KindPaused` failure: which kind, and the attempt that stood down."""
+
+    kind: str
+    attempt: int = Field(1, ge=1)

@@ -14,7 +14,7 @@ from offload.models import EmailJob, EmailResult
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
-from starters.jobs import start_job, workflow_ui_url
+from starters.jobs import StartOptions, start_job, workflow_ui_url
 from workflows.email import SendEmailWorkflow
 
 
@@ -34,11 +34,20 @@ def validate_email_job(job: EmailJob) -> None:
 
 
 async def enqueue_email(
-    client: Client, settings: Settings, job: EmailJob
+    client: Client, settings: Settings, job: EmailJob, options: StartOptions | None = None
 ) -> WorkflowHandle[SendEmailWorkflow, EmailResult]:
-    """Queue `job`; the same idempotency key queued twice is one workflow and one email."""
+    """Queue `job` (now, or later per `options`, at its priority).
+
+    The same idempotency key queued twice is one workflow and one email.
+    """
     return await start_job(
-        client, settings, SendEmailWorkflow.run, job, workflow_id=job.workflow_id
+        client,
+        settings,
+        SendEmailWorkflow.run,
+        job,
+        workflow_id=job.workflow_id,
+        kind="email",
+        options=options,
     )
 
 

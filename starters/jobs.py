@@ -3,17 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from offload import queues
+from offload.kinds import HIGHEST_PRIORITY, KINDS, LOWEST_PRIORITY
 from offload.settings import Settings
 
 ReturnT = TypeVar("ReturnT")
 SelfT = TypeVar("SelfT")
+
+
+class StartOptions(BaseModel):
+    """When and how urgently a job runs: the same options for the CLI, the API and callers.
+
+    `delay` or `at` (not both) hold the job back: it is visible at once (as scheduled),
+    can be cancelled, and starts once at its time. `priority` 1 runs before 5 when a queue
+    has a backlog; unset, the job takes its kind's default (`offload.kinds`).
+    """
+
+    delay: timedelta | None = Field(None, ge=timedelta(0))
+    at: datetime | None = None
+    priority: int | None = Field(None, ge=HIGHEST_PRIORITY, le=LOWEST_PRIORITY)
+
+    def start_delay(self, now: datetime) -> timedelta | None:
+        """How long after `now` the job starts; None for at once.
+
+        Raises:
+            ValueError: both `delay` and `at`, or an `at` without a time zone.
+        """
+        if self.delay is not None and self.at is not None:
+            raise ValueError("give a delay or a time to run at, not both")
+        if self.at is not None:
+            if self.at.tzinfo is None:
+                raise ValueError(f"{self.at.isoformat()} has no time zone (add Z or +01:00)")
+            return max(self.at - now, timedelta(0)) or None
+        return self.delay or None
 
 
 async def start_job(
@@ -23,13 +53,22 @@ async def start_job(
     job: Any,
     *,
     workflow_id: str,
+    kind: str | None = None,
+    options: StartOptions | None = None,
 ) -> WorkflowHandle[SelfT, ReturnT]:
     """Start the job workflow `run` with `job` under `workflow_id`, at most once.
 
-    A start while the job runs returns the running one (USE_EXISTING); a start after it
-    completed returns the completed one instead of running it again. Only a job that
-    failed may start afresh under the same id.
+    A start while the job runs (or waits for its `start_delay`) returns that one
+    (USE_EXISTING); a start after it completed returns the completed one instead of running
+    it again. Only a job that failed may start afresh under the same id. The priority is
+    `options.priority`, else the default of `kind`; the job's activities inherit it.
+
+    Raises:
+        ValueError: `options` give both a delay and a time, or a time without a zone.
     """
+    options = options or StartOptions()
+    priority = options.priority or (KINDS[kind].priority if kind else None)
+    start_delay = options.start_delay(datetime.now(UTC))
     try:
         return await client.start_workflow(
             run,
@@ -38,6 +77,8 @@ async def start_job(
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            priority=Priority(priority_key=priority) if priority else Priority.default,
+            start_delay=start_delay,
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(run, workflow_id)

@@ -83,7 +83,8 @@ async def run_job(kind: str, job: BaseModel, body: Callable[[], Awaitable[Result
     raises them only once retries are exhausted, the error was non-retryable, or the
     activity timed out for good. The entry carries `kind`, the workflow id, run id and type,
     `job` as JSON (a redrive starts the workflow type with it), the error type and message,
-    the attempt number and the time. Cancellation is not a failure: it is re-raised as is.
+    the attempt number and the time. Cancellation is not a failure: it is re-raised as is,
+    and a job whose cancellation was requested ends Canceled whatever its last step did.
 
     Raises:
         The error of `body`, unchanged, after the entry is recorded.
@@ -94,6 +95,10 @@ async def run_job(kind: str, job: BaseModel, body: Callable[[], Awaitable[Result
         cause = _final_cause(err)
         if isinstance(cause, CancelledError):
             raise
+        if workflow.cancellation_reason() is not None:
+            # An attempt that ended badly after the operator cancelled the job (it was
+            # left to finish): the operator asked for Canceled, not for a dead letter.
+            raise asyncio.CancelledError(f"cancelled: {workflow.cancellation_reason()}") from err
         info = workflow.info()
         error_type, message = _describe(cause)
         entry = DeadLetterEntry(
