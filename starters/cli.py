@@ -16,10 +16,36 @@ from offload.db import DatabaseUnavailableError
 from offload.devstack import PortInUseError
 from offload.settings import Settings
 from offload.temporal import TemporalUnavailableError
-from starters import api, codec, db, demo, dev, dlq, email, report, schedules, stats, worker
+from starters import (
+    api,
+    codec,
+    control,
+    db,
+    demo,
+    dev,
+    dlq,
+    email,
+    report,
+    schedules,
+    stats,
+    worker,
+)
 from starters.console import CommandError, fail
 
-COMMAND_MODULES = [dev, demo, worker, api, db, email, dlq, report, schedules, stats, codec]
+COMMAND_MODULES = [
+    dev,
+    demo,
+    worker,
+    api,
+    db,
+    email,
+    control,
+    dlq,
+    report,
+    schedules,
+    stats,
+    codec,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -14,6 +15,7 @@ from offload.models import EmailJob, EmailResult
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
+from starters.control import add_start_arguments, start_options
 from starters.jobs import StartOptions, start_job, workflow_ui_url
 from workflows.email import SendEmailWorkflow
 
@@ -70,9 +72,14 @@ async def send_email_command(args: argparse.Namespace, settings: Settings) -> in
         retry=settings.retry,
     )
     validate_email_job(job)
+    options = start_options(args)
     client = await connect(settings)
-    handle = await enqueue_email(client, settings, job)
-    print(f"queued {handle.id}")
+    try:
+        handle = await enqueue_email(client, settings, job, options)
+    except ValueError as err:
+        raise CommandError(f"--at: {err}") from None
+    delay = options.start_delay(datetime.now(UTC))
+    print(f"queued {handle.id}" + (f" (starts in {delay})" if delay else ""))
     print(f"  {workflow_ui_url(settings, handle.id)}")
     if args.wait:
         result = await handle.result()
@@ -95,4 +102,5 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--idempotency-key", help="the email's key; derived from the content when omitted"
     )
     parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    add_start_arguments(parser)
     parser.set_defaults(handler=send_email_command)

@@ -38,6 +38,16 @@ def _paused(err: ActivityError) -> KindPausedDetails | None:
     return KindPausedDetails.model_validate(detail)
 
 
+class _ResumeSignal:
+    """The handler of the resume signal: it notes that one arrived."""
+
+    def __init__(self) -> None:
+        self.arrived = False
+
+    def __call__(self, kind: str) -> None:
+        self.arrived = True
+
+
 async def run_unless_paused(
     kind: str, retry: RetryConfig, step: Callable[[RetryPolicy], Awaitable[ResultT]]
 ) -> ResultT:
@@ -48,15 +58,10 @@ async def run_unless_paused(
     A job cancelled while it waits ends Canceled.
     """
     used = 0
-    resumed = False
-
-    def on_resume(resumed_kind: str) -> None:
-        nonlocal resumed
-        resumed = True
-
+    resume = _ResumeSignal()
     while True:
         # A resume that arrives while the step runs counts: the next wait ends at once.
-        resumed = False
+        resume.arrived = False
         config = retry.model_copy(
             update={"maximum_attempts": max(retry.maximum_attempts - used, 1)}
         )
@@ -69,8 +74,8 @@ async def run_unless_paused(
         # The attempt that stood down did nothing; the ones before it were real.
         used += paused.attempt - 1
         if workflow.get_signal_handler(RESUME_SIGNAL) is None:
-            workflow.set_signal_handler(RESUME_SIGNAL, on_resume)
+            workflow.set_signal_handler(RESUME_SIGNAL, resume)
         try:
-            await workflow.wait_condition(lambda: resumed, timeout=RECHECK_INTERVAL)
+            await workflow.wait_condition(lambda: resume.arrived, timeout=RECHECK_INTERVAL)
         except TimeoutError:
             pass

@@ -16,3 +16,8 @@ ORDER BY kind;
 
 -- name: kind_is_paused
 SELECT EXISTS (SELECT 1 FROM paused_kinds WHERE kind = $1);
+
+-- name: find_paused_kind
+SELECT kind, reason, paused_at
+FROM paused_kinds
+WHERE kind = $1;
