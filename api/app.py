@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors, health, leads, reports
+from api import errors, health, jobs, leads, reports
 from api.after_response import AfterResponseRunner
 from api.context import ApiContext, LeadTask
 from api.limits import RequestLimits
@@ -62,5 +62,6 @@ def create_app(
     app.add_middleware(RequestLimits, max_body_bytes=settings.api_max_body_bytes, metrics=metrics)
     app.include_router(leads.router)
     app.include_router(reports.router)
+    app.include_router(jobs.router)
     app.include_router(health.router)
     return app

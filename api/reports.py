@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import hmac
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
 from api.errors import ERROR_RESPONSES, ApiError
 from offload.db import QUERIES
+from offload.kinds import HIGHEST_PRIORITY, LOWEST_PRIORITY
 from offload.models import ReportResult
-from starters.jobs import start_job
+from starters.jobs import StartOptions, start_job
 from starters.report import new_report_job
 from workflows.reports import GenerateReportWorkflow
 
@@ -70,6 +71,13 @@ class ReportRequest(BaseModel):
     user_id: int = Field(ge=1, le=2**63 - 1)
     start: date
     end: date
+    delay_seconds: int | None = Field(
+        None, ge=1, le=366 * 86400, description="start the job this many seconds later"
+    )
+    at: AwareDatetime | None = Field(None, description="start the job at this time")
+    priority: int | None = Field(
+        None, ge=HIGHEST_PRIORITY, le=LOWEST_PRIORITY, description="1 runs first (default 3)"
+    )
 
 
 class ReportAccepted(BaseModel):
@@ -105,6 +113,10 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
         raise ApiError(
             422, f"the range spans {days} days; at most {settings.report_max_days}", field="end"
         )
+    if body.delay_seconds is not None and body.at is not None:
+        raise ApiError(422, "give delay_seconds or at, not both", field="at")
+    if body.at is not None and body.at <= datetime.now(UTC):
+        raise ApiError(422, f"{body.at.isoformat()} is in the past", field="at")
     if await context.pool.fetchrow(QUERIES.find_agent, body.user_id) is None:
         raise ApiError(422, f"no agent with id {body.user_id}", field="user_id")
     job = new_report_job(
@@ -122,6 +134,12 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
                 GenerateReportWorkflow.run,
                 job,
                 workflow_id=job.workflow_id,
+                kind="report",
+                options=StartOptions(
+                    delay=timedelta(seconds=body.delay_seconds) if body.delay_seconds else None,
+                    at=body.at,
+                    priority=body.priority,
+                ),
             )
     except (RPCError, RuntimeError, TimeoutError):
         raise _temporal_down() from None

@@ -131,7 +131,8 @@ async def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect(settings)
     if args.ids:
         ids = list(dict.fromkeys(args.ids))
-        outcomes = [await cancel_job(client, settings, job_id) for job_id in ids]
+        reason = args.reason or "offload jobs cancel"
+        outcomes = [await cancel_job(client, settings, job_id, reason) for job_id in ids]
         if args.json:
             print_json([outcome.model_dump() for outcome in outcomes])
         for outcome in outcomes if not args.json else []:
@@ -150,7 +151,9 @@ async def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
         print("nothing cancelled")
         return 0
     try:
-        result = await cancel_matching(client, settings, query, now, "offload jobs cancel")
+        result = await cancel_matching(
+            client, settings, query, now, args.reason or "offload jobs cancel --kind"
+        )
     except ValueError as err:
         raise CommandError(f"--{err}") from None
     if args.json:
@@ -246,6 +249,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--status", choices=["running", "scheduled"], help="with --kind: only these (running)"
     )
     parser.add_argument("--yes", action="store_true", help="with --kind: do not ask first")
+    parser.add_argument("--reason", help="why (the Web UI shows it)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=cancel_command)
 

@@ -14,8 +14,9 @@ from offload.models import ReportJob, ReportProgress, ReportResult
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
+from starters.control import add_start_arguments, start_options
 from starters.db import parse_day
-from starters.jobs import start_job, workflow_ui_url
+from starters.jobs import StartOptions, start_job, workflow_ui_url
 from workflows.reports import GenerateReportWorkflow
 
 
@@ -61,9 +62,15 @@ def new_report_job(
 
 
 async def enqueue_report(
-    client: Client, settings: Settings, pool: Pool, job: ReportJob
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    job: ReportJob,
+    options: StartOptions | None = None,
 ) -> WorkflowHandle[GenerateReportWorkflow, ReportResult]:
-    """Queue `job` once its agent is known; the same report id queued twice runs once.
+    """Queue `job` (now, or later per `options`) once its agent is known.
+
+    The same report id queued twice runs once.
 
     Raises:
         CommandError: the agent `job.user_id` does not exist.
@@ -71,7 +78,13 @@ async def enqueue_report(
     if await pool.fetchrow(QUERIES.find_agent, job.user_id) is None:
         raise CommandError(f"--user-id: no agent with id {job.user_id}")
     return await start_job(
-        client, settings, GenerateReportWorkflow.run, job, workflow_id=job.workflow_id
+        client,
+        settings,
+        GenerateReportWorkflow.run,
+        job,
+        workflow_id=job.workflow_id,
+        kind="report",
+        options=options,
     )
 
 
@@ -110,10 +123,11 @@ async def report_command(args: argparse.Namespace, settings: Settings) -> int:
     job = report_job(
         settings, report_id=args.report_id, user_id=args.user_id, start=args.start, end=args.end
     )
+    options = start_options(args)
     pool = await create_pool(settings, max_size=1)
     try:
         client = await connect(settings)
-        handle = await enqueue_report(client, settings, pool, job)
+        handle = await enqueue_report(client, settings, pool, job, options)
     finally:
         await pool.close()
     print(f"queued {handle.id}")
@@ -180,6 +194,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--end", help="last day, YYYY-MM-DD (inclusive)")
     parser.add_argument("--wait", action="store_true", help="show progress, then the result")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_start_arguments(parser)
     sub = parser.add_subparsers(dest="report_command", metavar="COMMAND")
     status = sub.add_parser("status", help="a report's progress, or its result and file")
     status.add_argument("id", help="the report id")

@@ -205,7 +205,9 @@ async def show_job(
     return await _job_info(client, settings, description, now)
 
 
-async def cancel_job(client: Client, settings: Settings, workflow_id: str) -> CancelOutcome:
+async def cancel_job(
+    client: Client, settings: Settings, workflow_id: str, reason: str = ""
+) -> CancelOutcome:
     """Ask the job to cancel; it ends Canceled once a step in progress has ended cleanly.
 
     A job waiting for its start delay, to retry, or for its paused kind stops at once.
@@ -221,7 +223,7 @@ async def cancel_job(client: Client, settings: Settings, workflow_id: str) -> Ca
     if description.status not in (None, WorkflowExecutionStatus.RUNNING):
         status = description.status.name.lower() if description.status else "closed"
         return CancelOutcome(id=workflow_id, outcome=f"already {status}")
-    await client.get_workflow_handle(workflow_id, run_id=description.run_id).cancel()
+    await client.get_workflow_handle(workflow_id, run_id=description.run_id).cancel(reason=reason)
     return CancelOutcome(id=workflow_id, outcome="cancel requested")
 
 
