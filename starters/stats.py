@@ -19,6 +19,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 from temporalio import workflow
@@ -29,6 +30,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from offload import queues
+from offload.db import DatabaseUnavailableError, Pool, create_pool
+from offload.jobs.pause import PausedKind, paused_kinds
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
@@ -95,6 +98,8 @@ class Stats(BaseModel):
     collected_at: datetime
     queues: list[QueueStats]
     jobs: list[JobCounts]
+    # The kinds `offload pause` holds back; None when the database could not be asked.
+    paused_kinds: list[PausedKind] | None = None
     dead_letters: DeadLetterStats
     schedules: list[ScheduleStats]
     latency: list[LatencyStats]
@@ -279,14 +284,21 @@ def latency_stats(text: str) -> list[LatencyStats]:
     return found
 
 
-async def collect_stats(client: Client, settings: Settings, metrics_url: str) -> Stats:
-    """Everything `offload stats` shows, collected now."""
+async def collect_stats(
+    client: Client, settings: Settings, metrics_url: str, pool: Pool | None = None
+) -> Stats:
+    """Everything `offload stats` shows, collected now (paused kinds only with a `pool`)."""
     now = datetime.now(UTC)
     text = await asyncio.to_thread(scrape, metrics_url) if metrics_url else None
+    paused = None
+    if pool is not None:
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            paused = await paused_kinds(pool)
     return Stats(
         collected_at=now,
         queues=await queue_stats(client, settings),
         jobs=await job_counts(client, settings, now),
+        paused_kinds=paused,
         dead_letters=await dead_letter_stats(client, settings),
         schedules=await schedule_stats(client, settings),
         latency=latency_stats(text) if text is not None else [],
@@ -360,6 +372,16 @@ def render_table(stats: Stats) -> str:
             for j in stats.jobs
         ],
     )
+    out += ["", "paused kinds"]
+    if stats.paused_kinds is None:
+        out.append("unknown: the database did not answer")
+    elif stats.paused_kinds:
+        out += _table(
+            ["kind", "paused since", "reason"],
+            [[p.kind, _when(p.paused_at), p.reason or "-"] for p in stats.paused_kinds],
+        )
+    else:
+        out.append("none")
     out += ["", "dead-letter queue"]
     dlq = stats.dead_letters
     if dlq.by_kind:
@@ -412,9 +434,28 @@ async def stats_command(args: argparse.Namespace, settings: Settings) -> int:
             f"http://{settings.metrics_address}/metrics" if settings.metrics_address else ""
         )
     client = await connect(settings)
+    pool: Pool | None = None
+    try:
+        pool = await create_pool(settings, max_size=1)
+    except DatabaseUnavailableError:
+        pass  # the rest of the stats come from Temporal
+    try:
+        return await _show(args, client, settings, metrics_url, pool)
+    finally:
+        if pool is not None:
+            await pool.close()
+
+
+async def _show(
+    args: argparse.Namespace,
+    client: Client,
+    settings: Settings,
+    metrics_url: str,
+    pool: Pool | None,
+) -> int:
     stop = stop_on_signals() if args.watch else asyncio.Event()
     while True:
-        stats = await collect_stats(client, settings, metrics_url)
+        stats = await collect_stats(client, settings, metrics_url, pool)
         if args.json and args.watch:
             # One line per refresh, so a script can read the stream line by line.
             print(json.dumps(stats.model_dump(mode="json"), sort_keys=True), flush=True)

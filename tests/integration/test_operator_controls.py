@@ -24,6 +24,7 @@ from offload.models import EmailJob
 from offload.settings import Settings
 from starters.email import enqueue_email
 from starters.jobs import StartOptions
+from starters.stats import collect_stats, render_table
 from tests.harness import run_offload, running_worker
 
 STARTED = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
@@ -219,6 +220,11 @@ async def test_a_paused_kind_resumes_with_no_attempt_lost(
     await eventually(two_attempts)
     await pause_kind(pool, "email", "SMTP provider down")
     assert [p.kind for p in await paused_kinds(pool)] == ["email"]
+    stats = await collect_stats(client, settings, "", pool)
+    assert [(p.kind, p.reason) for p in stats.paused_kinds or []] == [
+        ("email", "SMTP provider down")
+    ]
+    assert "email  " in render_table(stats).split("paused kinds")[1].split("dead-letter")[0]
 
     async def waiting() -> bool:
         return not (await handle.describe()).raw_description.pending_activities
