@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from offload.db import create_pool
 from offload.jobs.control import (
+    OPEN,
     STATUSES,
     JobInfo,
     JobQuery,
@@ -139,13 +140,13 @@ async def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{outcome.id}  {outcome.outcome}")
         return 0 if all(o.outcome == "cancel requested" for o in outcomes) else 1
     now = datetime.now(UTC)
-    query = JobQuery(kind=args.kind, status=args.status or "running")
+    query = JobQuery(kind=args.kind, status=args.status or OPEN)
     try:
         count = await count_jobs(client, settings, query, now)
     except ValueError as err:
         raise CommandError(f"--{err}") from None
     if count == 0:
-        print(f"no {query.status} {args.kind} jobs")
+        print(f"no {query.status} {args.kind} jobs to cancel")
         return 0
     if not args.yes and not _confirm(count, args.kind):
         print("nothing cancelled")
@@ -246,7 +247,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("ids", nargs="*", metavar="ID", help="workflow ids")
     parser.add_argument("--kind", choices=list(KINDS), help="every open job of this kind")
     parser.add_argument(
-        "--status", choices=["running", "scheduled"], help="with --kind: only these (running)"
+        "--status",
+        choices=["running", "scheduled"],
+        help="with --kind: only jobs already running, or only those waiting for their time "
+        "(default: both)",
     )
     parser.add_argument("--yes", action="store_true", help="with --kind: do not ask first")
     parser.add_argument("--reason", help="why (the Web UI shows it)")

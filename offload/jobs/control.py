@@ -37,6 +37,8 @@ STATUSES: dict[str, str] = {
     "terminated": "Terminated",
     "timed_out": "TimedOut",
 }
+# Running and scheduled alike: every job that has not closed (what a bulk cancel reaches).
+OPEN = "open"
 # Histories read at once to count attempts while listing.
 _PARALLEL_READS = 8
 
@@ -79,16 +81,21 @@ def visibility_query(settings: Settings, query: JobQuery, now: datetime) -> str:
     """
     if query.kind is not None and query.kind not in KINDS:
         raise ValueError(f"kind: unknown kind {query.kind!r}; known: {', '.join(KINDS)}")
-    if query.status is not None and query.status not in STATUSES:
+    if query.status not in (None, OPEN, *STATUSES):
         raise ValueError(f"status: unknown status {query.status!r}; known: {', '.join(STATUSES)}")
     kinds = [KINDS[query.kind]] if query.kind else list(KINDS.values())
     types = ", ".join(f"'{kind.workflow_type}'" for kind in kinds)
     workflow_queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
     parts = [f"WorkflowType IN ({types})", f"TaskQueue = '{workflow_queue}'"]
-    if query.status is not None:
+    if query.status in STATUSES:
         parts.append(f"ExecutionStatus = '{STATUSES[query.status]}'")
-        if query.status == "scheduled":
-            parts.append(f"ExecutionTime > '{_timestamp(now)}'")
+    # Both are Running to Temporal; a delayed job's first task is due at its ExecutionTime.
+    if query.status == "scheduled":
+        parts.append(f"ExecutionTime > '{_timestamp(now)}'")
+    elif query.status == "running":
+        parts.append(f"ExecutionTime <= '{_timestamp(now)}'")
+    elif query.status == OPEN:
+        parts.append("ExecutionStatus = 'Running'")
     if query.since is not None:
         parts.append(f"StartTime > '{_timestamp(now - query.since)}'")
     return " AND ".join(parts)
@@ -230,14 +237,15 @@ async def cancel_job(
 async def cancel_matching(
     client: Client, settings: Settings, query: JobQuery, now: datetime, reason: str
 ) -> BatchResult:
-    """Cancel every open job `query` matches, with one Temporal batch operation.
+    """Cancel every open job `query` matches (running and scheduled, unless it says which),
+    with one Temporal batch operation.
 
     Raises:
         ValueError: `query` has no kind, or names a closed status.
     """
     if query.kind is None:
         raise ValueError("kind: a bulk cancel names the kind of job it cancels")
-    if query.status not in (None, "running", "scheduled"):
+    if query.status not in (None, OPEN, "running", "scheduled"):
         raise ValueError(f"status: only open jobs can be cancelled, not {query.status} ones")
-    query = query.model_copy(update={"status": query.status or "running"})
+    query = query.model_copy(update={"status": query.status or OPEN})
     return await run_batch(client, visibility_query(settings, query, now), reason, cancel=True)

@@ -8,15 +8,15 @@ again at once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from offload import queues
 from offload.db import QUERIES, Pool
 from offload.jobs.batch import run_batch
-from offload.kinds import KINDS, RESUME_SIGNAL, pausable_kinds
+from offload.jobs.control import JobQuery, visibility_query
+from offload.kinds import RESUME_SIGNAL, pausable_kinds
 from offload.settings import Settings
 
 
@@ -55,11 +55,8 @@ async def resume_kind(client: Client, settings: Settings, pool: Pool, kind: str)
     """Resume `kind` and signal its open jobs; those waiting on the pause run again at once."""
     check_pausable(kind)
     paused_at = await pool.fetchval(QUERIES.resume_kind, kind)
-    workflow_queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
-    query = (
-        f"WorkflowType = '{KINDS[kind].workflow_type}' AND TaskQueue = '{workflow_queue}' "
-        "AND ExecutionStatus = 'Running'"
-    )
+    # Running ones only: a job still waiting for its start time has not met the gate.
+    query = visibility_query(settings, JobQuery(kind=kind, status="running"), datetime.now(UTC))
     # Signalled even when the row was gone already: a resume repeated after a failed one
     # still wakes the jobs the first did not reach.
     signalled = 0

@@ -239,8 +239,15 @@ async def test_a_paused_kind_resumes_with_no_attempt_lost(
     shown = await show_job(client, settings, handle.id, datetime.now(UTC))
     assert shown is not None and shown.attempts == before
 
+    later = await enqueue_email(
+        client,
+        settings,
+        email(settings, to="later@example.com"),
+        StartOptions(delay=timedelta(minutes=10)),
+    )
     rules.deferring = not recovers
     resumed = await resume_kind(client, settings, pool, "email")
+    # Only the running job is told; the delayed one keeps its time.
     assert resumed.changed and resumed.signalled == 1
     if recovers:
         # Woken by the resume signal, not the periodic recheck minutes later.
@@ -249,6 +256,9 @@ async def test_a_paused_kind_resumes_with_no_attempt_lost(
         assert len(smtp_sink.messages()) == 1
         assert rules.attempts == before + 1
         assert await dead_letters(pool) == 0
+        later_job = await show_job(client, settings, later.id, datetime.now(UTC))
+        assert later_job is not None and later_job.status == "scheduled"
+        assert [m["To"] for m in smtp_sink.messages()] == ["ada@example.com"]
     else:
         # The attempts it had left, and no more: four in all, then the dead-letter queue.
         with pytest.raises(WorkflowFailureError):

@@ -65,6 +65,10 @@ def test_the_visibility_query_covers_this_deployments_jobs_only() -> None:
         "AND ExecutionStatus = 'Running' AND ExecutionTime > '2026-12-01T12:00:00.000000Z' "
         "AND StartTime > '2026-12-01T11:00:00.000000Z'"
     )
+    running = visibility_query(settings, JobQuery(status="running"), NOW)
+    assert running.endswith(
+        "AND ExecutionStatus = 'Running' AND ExecutionTime <= '2026-12-01T12:00:00.000000Z'"
+    )
     for bad, field in ((JobQuery(kind="x' OR 1=1"), "kind"), (JobQuery(status="lost"), "status")):
         with pytest.raises(ValueError, match=f"^{field}: unknown"):
             visibility_query(settings, bad, NOW)
