@@ -28,9 +28,11 @@ from temporalio.client import (
     ScheduleUpdateInput,
     WorkflowExecutionStatus,
 )
+from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
 
 from offload import queues
+from offload.kinds import KINDS
 from offload.models import ScheduledRun
 from offload.settings import Settings
 from offload.temporal import connect
@@ -117,6 +119,8 @@ def desired_schedule(declared: Declared, settings: Settings) -> Schedule:
             # The server appends the scheduled time, so each run has its own id.
             id=schedule_id(settings, declared.name),
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+            # Scheduled jobs wait behind the ones a person waits for (offload/kinds.py).
+            priority=Priority(priority_key=KINDS[declared.name].priority),
         ),
         spec=spec_for(declared, settings),
         policy=SchedulePolicy(
@@ -136,6 +140,7 @@ def comparable(schedule: Schedule, workflow_name: str, args: Sequence[Any]) -> d
         "task_queue": action.task_queue,
         "args": list(args),
         "timeouts": (action.execution_timeout, action.run_timeout, action.task_timeout),
+        "priority": action.priority.priority_key,
         "overlap": schedule.policy.overlap,
         "catchup_window": schedule.policy.catchup_window,
         "pause_on_failure": schedule.policy.pause_on_failure,
