@@ -99,6 +99,17 @@ def _stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) ->
         process.wait()
 
 
+# One partition per task queue: priorities are then kept exactly, not per partition (a
+# queue's partitions each hand out their own backlog in priority order). A development
+# server needs no more than one; `offload dev` and the tests start theirs so.
+ONE_PARTITION = (
+    "--dynamic-config-value",
+    "matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value",
+    "matching.numTaskqueueWritePartitions=1",
+)
+
+
 class TemporalDevServer:
     """`temporal server start-dev` as a child process, persisting to a SQLite file."""
 
@@ -499,7 +510,7 @@ class DevStack:
                     ui_port=ui_port,
                     db_file=data / "temporal.sqlite",
                     log_file=data / "temporal.log",
-                    extra_args=ui_codec_args(s),
+                    extra_args=[*ONE_PARTITION, *ui_codec_args(s)],
                 )
                 await self.temporal.start()
                 self.echo(f"temporal  {self.temporal.address}  (Web UI {self.temporal.ui_url})")

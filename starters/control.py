@@ -119,7 +119,8 @@ async def show_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _confirm(count: int, kind: str) -> bool:
+def confirm_bulk_cancel(count: int, kind: str) -> bool:
+    """Ask on a terminal; elsewhere refuse, saying how many `--yes` would cancel."""
     if not sys.stdin.isatty():
         raise CommandError(f"would cancel {count} {kind} job(s); add --yes to do it")
     answer = input(f"cancel {count} {kind} job(s)? [y/N] ")
@@ -148,7 +149,7 @@ async def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
     if count == 0:
         print(f"no {query.status} {args.kind} jobs to cancel")
         return 0
-    if not args.yes and not _confirm(count, args.kind):
+    if not args.yes and not confirm_bulk_cancel(count, args.kind):
         print("nothing cancelled")
         return 0
     try:

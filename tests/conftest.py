@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from offload import queues
 from offload.db import Pool, create_pool, migrate
 from offload.devstack import (
+    ONE_PARTITION,
     EmbeddedPostgres,
     SmtpSink,
     TemporalDevServer,
@@ -89,7 +90,10 @@ async def database_url(postgres: EmbeddedPostgres) -> str:
 @pytest.fixture(scope="session")
 async def dev_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TemporalDevServer]:
     server = TemporalDevServer(
-        port=free_port(), ui_port=None, db_file=tmp_path_factory.mktemp("temporal") / "db.sqlite"
+        port=free_port(),
+        ui_port=None,
+        db_file=tmp_path_factory.mktemp("temporal") / "db.sqlite",
+        extra_args=ONE_PARTITION,
     )
     await server.start()
     yield server

@@ -10,6 +10,7 @@ from offload.jobs.control import JobQuery, visibility_query
 from offload.jobs.pause import check_pausable
 from offload.settings import Settings
 from starters.console import CommandError, parse_duration, parse_time
+from starters.control import confirm_bulk_cancel
 from starters.jobs import StartOptions
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -78,3 +79,9 @@ def test_only_a_kind_that_honours_the_gate_can_be_paused() -> None:
     check_pausable("email")
     with pytest.raises(ValueError, match="'report' cannot be paused; pausable kinds: email"):
         check_pausable("report")
+
+
+def test_a_bulk_cancel_off_a_terminal_wants_yes() -> None:
+    # pytest's stdin is no terminal, as a script's or a CI job's is not.
+    with pytest.raises(CommandError, match=r"would cancel 3 email job\(s\); add --yes"):
+        confirm_bulk_cancel(3, "email")
