@@ -254,6 +254,9 @@ async def test_openapi_json_is_the_document_of_every_route(fuzzed: Fuzzed) -> No
         "/leads",
         "/reports",
         "/reports/{report_id}",
+        "/jobs",
+        "/jobs/{workflow_id}",
+        "/jobs/{workflow_id}/cancel",
         "/healthz",
         "/metrics",
     }
