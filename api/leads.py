@@ -173,8 +173,9 @@ async def create_lead(
             min_length=1,
             max_length=200,
             pattern=r"^[\x21-\x7e]+$",
-            description="a retried POST with the same key gets the first answer, and "
-            "creates nothing new",
+            description="a retried POST with the same key and body gets the first answer "
+            "back (with `Idempotent-Replayed: true`) and creates nothing new; the same key with "
+            "another body is a 422; a key is kept OFFLOAD_API_RETENTION_HOURS (24)",
         ),
     ] = None,
 ) -> Any:

@@ -26,7 +26,11 @@ from workflows.reports import GenerateReportWorkflow
 REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 QUERY_TIMEOUT_SECONDS = 2.0
 
-_bearer = HTTPBearer(auto_error=False, description="OFFLOAD_API_TOKEN")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="`Authorization: Bearer <OFFLOAD_API_TOKEN>`, compared in constant time; a "
+    "server without OFFLOAD_API_TOKEN (a laptop's) leaves these routes open",
+)
 
 
 def require_token(
