@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from offload.jobs.errors import JobInputError
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -98,6 +100,12 @@ async def _api_error(request: Request, exc: Exception) -> ProblemResponse:
     return error_response(exc.status, exc.errors, exc.headers)
 
 
+async def _job_input_error(request: Request, exc: Exception) -> ProblemResponse:
+    # The client layer's refusals read the same here as in the CLI: its message, its field.
+    assert isinstance(exc, JobInputError)
+    return error_response(422, [FieldError(field=exc.field, message=str(exc))])
+
+
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:
@@ -111,10 +119,11 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Answer validation errors, `ApiError` and HTTP errors as `ErrorBody`, and say so in the
-    OpenAPI document."""
+    """Answer validation errors, `ApiError`, `JobInputError` and HTTP errors as `ErrorBody`,
+    and say so in the OpenAPI document."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(JobInputError, _job_input_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     build = app.openapi
 

@@ -18,9 +18,9 @@ from api.errors import BODY_ERRORS, RETRY_AFTER, ApiError, problem
 from api.rate_limits import ClientLimit, RateLimits, rate_limits_of
 from offload import mail
 from offload.db import QUERIES, Pool
+from offload.jobs import outbox
 from offload.models import EmailJob, content_key
 from offload.settings import Settings
-from starters import outbox
 
 router = APIRouter(tags=["leads"])
 

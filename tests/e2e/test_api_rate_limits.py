@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from api.app import create_app
 from offload.db import Pool, create_pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
 from offload.settings import Settings
 from tests.api import delivered, metric_samples, serving
 
