@@ -14,6 +14,7 @@ import httpx
 from temporalio.client import Client
 
 from api.app import create_app
+from api.rate_limits import prune
 from offload.db import Pool, create_pool
 from offload.dev.stack import SmtpSink
 from offload.settings import Settings
@@ -158,3 +159,14 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after_and_every_lead_i
         assert [r.status_code for r in again] == [201] * 3, [r.text for r in again]
     emails = {row["email"] for row in await pool.fetch("SELECT email FROM leads")}
     assert emails == {f"lead{n}@example.com" for n in range(limit + 3)} | {"other@example.com"}
+
+
+async def test_the_counters_of_ended_windows_are_pruned(pool: Pool) -> None:
+    await pool.execute(
+        "INSERT INTO api_rate_limits (bucket, window_end, hits) VALUES"
+        " ('ended', now() - interval '1 second', 3), ('current', now() + interval '1 hour', 1)"
+    )
+    await prune(pool)
+    assert [r["bucket"] for r in await pool.fetch("SELECT bucket FROM api_rate_limits")] == [
+        "current"
+    ]
