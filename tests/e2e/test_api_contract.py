@@ -24,7 +24,7 @@ HERE = Path(__file__).parent / "schemathesis"
 TOKEN = "contract-token"
 SEED = 18
 # Cases per operation and phase: a few hundred in all.
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15
 RUN_TIMEOUT_SECONDS = 100
 
 
