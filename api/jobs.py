@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.service import RPCError
 
 from api.context import ContextParam
-from api.errors import ERROR_RESPONSES, ApiError
-from api.reports import require_token
+from api.errors import BODY_ERRORS, UNAUTHORIZED, ApiError, problem
+from api.reports import TEMPORAL_DOWN, require_token
 from offload.jobs.control import (
     STATUSES,
     CancelOutcome,
@@ -36,7 +36,7 @@ WORKFLOW_ID_PATTERN = r"^[\x21-\x7e]{1,400}$"
 router = APIRouter(
     tags=["jobs"],
     dependencies=[Depends(require_token)],
-    responses={**ERROR_RESPONSES, 503: ERROR_RESPONSES[422] | {"description": "Temporal down"}},
+    responses={**UNAUTHORIZED, **TEMPORAL_DOWN},
 )
 
 WorkflowId = Annotated[str, Path(pattern=WORKFLOW_ID_PATTERN, description="the job's workflow id")]
@@ -54,7 +54,11 @@ def _temporal_down() -> ApiError:
     return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
 
 
-@router.get("/jobs", response_model=list[JobInfo])
+@router.get(
+    "/jobs",
+    response_model=list[JobInfo],
+    responses={422: problem("an unknown `kind` or `status`, a bound out of range, each named")},
+)
 async def get_jobs(
     context: ContextParam,
     kind: Annotated[str | None, Query(description=f"one of {', '.join(KINDS)}")] = None,
@@ -66,11 +70,7 @@ async def get_jobs(
 ) -> list[JobInfo]:
     """Jobs, newest first: kind, status (`scheduled` while a delayed job waits), priority,
     attempts, started and closed times, and the Web UI link."""
-    for field, value, known in (("kind", kind, KINDS), ("status", status, STATUSES)):
-        if value is not None and value not in known:
-            raise ApiError(
-                422, f"unknown {field} {value!r}; known: {', '.join(known)}", field=field
-            )
+    # An unknown kind or status raises `JobInputError`: a 422 naming the field.
     query = JobQuery(
         kind=kind,
         status=status,
@@ -87,7 +87,10 @@ async def get_jobs(
 @router.get(
     "/jobs/{workflow_id}",
     response_model=JobInfo,
-    responses={404: ERROR_RESPONSES[422] | {"description": "no job with this id"}},
+    responses={
+        404: problem("no job with this id"),
+        422: problem("a `workflow_id` out of pattern"),
+    },
 )
 async def get_job(workflow_id: WorkflowId, context: ContextParam) -> JobInfo:
     """One job by its workflow id."""
@@ -106,8 +109,9 @@ async def get_job(workflow_id: WorkflowId, context: ContextParam) -> JobInfo:
     status_code=202,
     response_model=CancelOutcome,
     responses={
-        404: ERROR_RESPONSES[422] | {"description": "no job with this id"},
-        409: ERROR_RESPONSES[422] | {"description": "the job has closed already"},
+        **BODY_ERRORS,
+        404: problem("no job with this id"),
+        409: problem("the job has closed already"),
     },
 )
 async def post_cancel(

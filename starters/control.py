@@ -22,12 +22,13 @@ from offload.jobs.control import (
     list_jobs,
     show_job,
 )
+from offload.jobs.errors import JobInputError
 from offload.jobs.pause import pause_kind, paused_kinds, resume_kind
+from offload.jobs.start import StartOptions, parse_duration, parse_time
 from offload.kinds import HIGHEST_PRIORITY, KINDS, LOWEST_PRIORITY, pausable_kinds
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.console import CommandError, parse_duration, parse_time, print_json
-from starters.jobs import StartOptions
+from starters.console import CommandError, print_json
 
 
 def add_start_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +48,8 @@ def add_start_arguments(parser: argparse.ArgumentParser) -> None:
 def start_options(args: argparse.Namespace) -> StartOptions:
     """The `StartOptions` of `add_start_arguments`; bad values are a CommandError naming them."""
     options = StartOptions(
-        delay=parse_duration(args.delay, "--delay") if args.delay else None,
-        at=parse_time(args.at, "--at") if args.at else None,
+        delay=parse_duration(args.delay, "delay") if args.delay else None,
+        at=parse_time(args.at, "at") if args.at else None,
         priority=args.priority,
     )
     if options.at is not None and options.at <= datetime.now(UTC):
@@ -60,7 +61,7 @@ def _query(args: argparse.Namespace) -> JobQuery:
     return JobQuery(
         kind=args.kind,
         status=args.status,
-        since=parse_duration(args.since, "--since") if getattr(args, "since", None) else None,
+        since=parse_duration(args.since, "since") if getattr(args, "since", None) else None,
         limit=getattr(args, "limit", 50),
     )
 
@@ -94,10 +95,7 @@ def _table(jobs: list[JobInfo]) -> None:
 
 async def list_command(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect(settings)
-    try:
-        jobs = await list_jobs(client, settings, _query(args), datetime.now(UTC))
-    except ValueError as err:
-        raise CommandError(f"--{err}") from None
+    jobs = await list_jobs(client, settings, _query(args), datetime.now(UTC))
     if args.json:
         print_json([job.model_dump(mode="json") for job in jobs])
     else:
@@ -142,22 +140,16 @@ async def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if all(o.outcome == "cancel requested" for o in outcomes) else 1
     now = datetime.now(UTC)
     query = JobQuery(kind=args.kind, status=args.status or OPEN)
-    try:
-        count = await count_jobs(client, settings, query, now)
-    except ValueError as err:
-        raise CommandError(f"--{err}") from None
+    count = await count_jobs(client, settings, query, now)
     if count == 0:
         print(f"no {query.status} {args.kind} jobs to cancel")
         return 0
     if not args.yes and not confirm_bulk_cancel(count, args.kind):
         print("nothing cancelled")
         return 0
-    try:
-        result = await cancel_matching(
-            client, settings, query, now, args.reason or "offload jobs cancel --kind"
-        )
-    except ValueError as err:
-        raise CommandError(f"--{err}") from None
+    result = await cancel_matching(
+        client, settings, query, now, args.reason or "offload jobs cancel --kind"
+    )
     if args.json:
         print_json(result.model_dump())
     else:
@@ -167,8 +159,9 @@ async def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _kind_error(err: ValueError) -> CommandError:
-    return CommandError(str(err).replace("kind: ", "KIND: ", 1))
+def _kind_error(err: JobInputError) -> CommandError:
+    # KIND is an argument, not a --kind option.
+    return CommandError(f"KIND: {err}")
 
 
 async def pause_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -188,7 +181,7 @@ async def pause_command(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         try:
             result = await pause_kind(pool, args.kind, args.reason or "")
-        except ValueError as err:
+        except JobInputError as err:
             raise _kind_error(err) from None
     finally:
         await pool.close()
@@ -206,7 +199,7 @@ async def resume_command(args: argparse.Namespace, settings: Settings) -> int:
     pool = await create_pool(settings, max_size=2)
     try:
         result = await resume_kind(client, settings, pool, args.kind)
-    except ValueError as err:
+    except JobInputError as err:
         raise _kind_error(err) from None
     finally:
         await pool.close()

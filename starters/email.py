@@ -7,50 +7,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import jinja2
-from temporalio.client import Client, WorkflowHandle
-
 from offload import mail
-from offload.models import EmailJob, EmailResult
+from offload.jobs.email import enqueue_email, validate_email_job
+from offload.jobs.start import workflow_ui_url
+from offload.models import EmailJob
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
 from starters.control import add_start_arguments, start_options
-from starters.jobs import StartOptions, start_job, workflow_ui_url
-from workflows.email import SendEmailWorkflow
-
-
-def validate_email_job(job: EmailJob) -> None:
-    """Check what the activity would refuse, before anything starts.
-
-    Raises:
-        CommandError: an invalid address, an unknown template, or data the template lacks.
-    """
-    try:
-        mail.check_address(job.to)
-        mail.render(job.template, job.data)
-    except (mail.InvalidAddressError, mail.UnknownTemplateError) as err:
-        raise CommandError(str(err)) from None
-    except jinja2.TemplateError as err:
-        raise CommandError(f"--data does not fit template {job.template!r}: {err}") from None
-
-
-async def enqueue_email(
-    client: Client, settings: Settings, job: EmailJob, options: StartOptions | None = None
-) -> WorkflowHandle[SendEmailWorkflow, EmailResult]:
-    """Queue `job` (now, or later per `options`, at its priority).
-
-    The same idempotency key queued twice is one workflow and one email.
-    """
-    return await start_job(
-        client,
-        settings,
-        SendEmailWorkflow.run,
-        job,
-        workflow_id=job.workflow_id,
-        kind="email",
-        options=options,
-    )
 
 
 def parse_data(text: str) -> dict[str, Any]:
@@ -74,10 +38,7 @@ async def send_email_command(args: argparse.Namespace, settings: Settings) -> in
     validate_email_job(job)
     options = start_options(args)
     client = await connect(settings)
-    try:
-        handle = await enqueue_email(client, settings, job, options)
-    except ValueError as err:
-        raise CommandError(f"--at: {err}") from None
+    handle = await enqueue_email(client, settings, job, options)
     delay = options.start_delay(datetime.now(UTC))
     print(f"queued {handle.id}" + (f" (starts in {delay})" if delay else ""))
     print(f"  {workflow_ui_url(settings, handle.id)}")

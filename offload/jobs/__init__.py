@@ -1,1 +1,6 @@
-"""The client layer: what starts, inspects and controls jobs, for the CLI and the API alike."""
+"""The client layer: start, list, cancel and pause jobs, the outbox, dead letters, schedules.
+
+The CLI, the API (`api/`) and the worker (`workers/`) all start and manage jobs
+through these modules; bad input raises the domain errors of `offload.jobs.errors`, which the
+CLI maps to exit code 2 and the API to 422.
+"""

@@ -23,9 +23,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from offload import queues
 from offload.jobs.batch import BatchResult, run_batch
+from offload.jobs.errors import JobInputError
+from offload.jobs.start import workflow_ui_url
 from offload.kinds import KIND_PAUSED, KINDS, kind_of
 from offload.settings import Settings
-from starters.jobs import workflow_ui_url
 
 # `--status` values and the visibility status each one means.
 STATUSES: dict[str, str] = {
@@ -77,12 +78,14 @@ def visibility_query(settings: Settings, query: JobQuery, now: datetime) -> str:
     """The visibility query for `query`; every value in it comes from a fixed set or a clock.
 
     Raises:
-        ValueError: an unknown kind or status (the message names it and the known ones).
+        JobInputError: an unknown kind or status (naming it and the known ones).
     """
     if query.kind is not None and query.kind not in KINDS:
-        raise ValueError(f"kind: unknown kind {query.kind!r}; known: {', '.join(KINDS)}")
+        raise JobInputError(f"unknown kind {query.kind!r}; known: {', '.join(KINDS)}", field="kind")
     if query.status not in (None, OPEN, *STATUSES):
-        raise ValueError(f"status: unknown status {query.status!r}; known: {', '.join(STATUSES)}")
+        raise JobInputError(
+            f"unknown status {query.status!r}; known: {', '.join(STATUSES)}", field="status"
+        )
     kinds = [KINDS[query.kind]] if query.kind else list(KINDS.values())
     types = ", ".join(f"'{kind.workflow_type}'" for kind in kinds)
     workflow_queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
@@ -169,7 +172,7 @@ async def list_jobs(
     """The jobs `query` matches, newest first (at most `query.limit`).
 
     Raises:
-        ValueError: an unknown kind or status.
+        JobInputError: an unknown kind or status.
     """
     found = [
         execution
@@ -241,11 +244,13 @@ async def cancel_matching(
     with one Temporal batch operation.
 
     Raises:
-        ValueError: `query` has no kind, or names a closed status.
+        JobInputError: `query` has no kind, or names a closed status.
     """
     if query.kind is None:
-        raise ValueError("kind: a bulk cancel names the kind of job it cancels")
+        raise JobInputError("a bulk cancel names the kind of job it cancels", field="kind")
     if query.status not in (None, OPEN, "running", "scheduled"):
-        raise ValueError(f"status: only open jobs can be cancelled, not {query.status} ones")
+        raise JobInputError(
+            f"only open jobs can be cancelled, not {query.status} ones", field="status"
+        )
     query = query.model_copy(update={"status": query.status or OPEN})
     return await run_batch(client, visibility_query(settings, query, now), reason, cancel=True)

@@ -16,6 +16,7 @@ from temporalio.client import Client
 from offload.db import QUERIES, Pool
 from offload.jobs.batch import run_batch
 from offload.jobs.control import JobQuery, visibility_query
+from offload.jobs.errors import JobInputError
 from offload.kinds import RESUME_SIGNAL, pausable_kinds
 from offload.settings import Settings
 
@@ -34,10 +35,11 @@ class PauseResult(BaseModel):
 
 
 def check_pausable(kind: str) -> None:
-    """Raises ValueError naming `kind` unless its jobs honour a pause."""
+    """Raises JobInputError naming `kind` unless its jobs honour a pause."""
     if kind not in pausable_kinds():
-        raise ValueError(
-            f"kind: {kind!r} cannot be paused; pausable kinds: {', '.join(pausable_kinds())}"
+        raise JobInputError(
+            f"{kind!r} cannot be paused; pausable kinds: {', '.join(pausable_kinds())}",
+            field="kind",
         )
 
 

@@ -13,11 +13,11 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from api.app import create_app
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
+from offload.jobs.email import enqueue_email
+from offload.jobs.start import StartOptions
 from offload.models import EmailJob
 from offload.settings import Settings
-from starters.email import enqueue_email
-from starters.jobs import StartOptions
 from tests.api import eventually, serving
 from tests.reports import seed_leads
 

@@ -19,14 +19,15 @@ from temporalio.worker import Worker
 
 from offload import queues
 from offload.db import Pool
-from offload.devstack import SinkRules, SmtpSink
+from offload.dev.stack import SinkRules, SmtpSink
 from offload.jobs.control import JobInfo, JobQuery, cancel_job, cancel_matching, list_jobs, show_job
+from offload.jobs.email import enqueue_email
+from offload.jobs.errors import JobInputError
 from offload.jobs.pause import pause_kind, paused_kinds, resume_kind
+from offload.jobs.start import StartOptions
+from offload.jobs.stats import collect_stats, render_table
 from offload.models import EmailJob
 from offload.settings import Settings
-from starters.email import enqueue_email
-from starters.jobs import StartOptions
-from starters.stats import collect_stats, render_table
 from tests.harness import run_offload, running_worker
 from workers.main import activities_by_queue
 
@@ -173,6 +174,10 @@ async def test_cancel_by_kind_is_one_batch_operation_and_the_cli_prints_how_many
         return len(found) == 3
 
     await eventually(listed)
+    # Off a terminal (a script, CI), a bulk cancel wants --yes and says how many it would hit.
+    refused = await asyncio.to_thread(run_offload, settings, "jobs", "cancel", "--kind", "email")
+    assert refused.returncode == 2
+    assert "would cancel 3 email job(s); add --yes" in refused.stderr
     done = await asyncio.to_thread(
         run_offload, settings, "jobs", "cancel", "--kind", "email", "--yes"
     )
@@ -184,7 +189,7 @@ async def test_cancel_by_kind_is_one_batch_operation_and_the_cli_prints_how_many
         assert await status_of(handle) == WorkflowExecutionStatus.CANCELED
     assert smtp_sink.messages() == []
     assert await dead_letters(pool) == 0
-    with pytest.raises(ValueError, match="kind"):
+    with pytest.raises(JobInputError, match="names the kind"):
         await cancel_matching(client, settings, JobQuery(), datetime.now(UTC), "no kind")
 
 

@@ -7,11 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from offload.jobs.control import JobQuery, visibility_query
+from offload.jobs.errors import JobInputError
 from offload.jobs.pause import check_pausable
+from offload.jobs.start import StartOptions, parse_duration, parse_time
 from offload.settings import Settings
-from starters.console import CommandError, parse_duration, parse_time
-from starters.control import confirm_bulk_cancel
-from starters.jobs import StartOptions
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -26,21 +25,22 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     ],
 )
 def test_durations_read_as_people_write_them(text: str, expected: timedelta) -> None:
-    assert parse_duration(text, "--delay") == expected
+    assert parse_duration(text, "delay") == expected
 
 
 @pytest.mark.parametrize("text", ["", "10", "ten minutes", "5x", "-3m"])
 def test_a_bad_duration_names_its_option(text: str) -> None:
-    with pytest.raises(CommandError, match="--delay"):
-        parse_duration(text, "--delay")
+    with pytest.raises(JobInputError, match="is not a duration") as raised:
+        parse_duration(text, "delay")
+    assert raised.value.field == "delay"
 
 
 def test_a_time_needs_its_zone() -> None:
-    assert parse_time("2026-12-24T09:00:00Z", "--at") == datetime(2026, 12, 24, 9, tzinfo=UTC)
-    with pytest.raises(CommandError, match=r"--at: .* no time zone"):
-        parse_time("2026-12-24T09:00:00", "--at")
-    with pytest.raises(CommandError, match="--at"):
-        parse_time("Christmas", "--at")
+    assert parse_time("2026-12-24T09:00:00Z", "at") == datetime(2026, 12, 24, 9, tzinfo=UTC)
+    with pytest.raises(JobInputError, match="no time zone"):
+        parse_time("2026-12-24T09:00:00", "at")
+    with pytest.raises(JobInputError, match="is not a time"):
+        parse_time("Christmas", "at")
 
 
 def test_start_options_give_the_delay_until_the_job_runs() -> None:
@@ -50,7 +50,7 @@ def test_start_options_give_the_delay_until_the_job_runs() -> None:
     assert at.start_delay(NOW) == timedelta(hours=2)
     # A time already past starts the job now.
     assert StartOptions(at=NOW - timedelta(hours=1)).start_delay(NOW) is None
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(JobInputError, match="not both"):
         StartOptions(delay=timedelta(1), at=NOW).start_delay(NOW)
     with pytest.raises(ValueError, match="priority"):
         StartOptions(priority=6)
@@ -71,17 +71,12 @@ def test_the_visibility_query_covers_this_deployments_jobs_only() -> None:
         "AND ExecutionStatus = 'Running' AND ExecutionTime <= '2026-12-01T12:00:00.000000Z'"
     )
     for bad, field in ((JobQuery(kind="x' OR 1=1"), "kind"), (JobQuery(status="lost"), "status")):
-        with pytest.raises(ValueError, match=f"^{field}: unknown"):
+        with pytest.raises(JobInputError, match=r"^unknown") as raised:
             visibility_query(settings, bad, NOW)
+        assert raised.value.field == field
 
 
 def test_only_a_kind_that_honours_the_gate_can_be_paused() -> None:
     check_pausable("email")
-    with pytest.raises(ValueError, match="'report' cannot be paused; pausable kinds: email"):
+    with pytest.raises(JobInputError, match="'report' cannot be paused; pausable kinds: email"):
         check_pausable("report")
-
-
-def test_a_bulk_cancel_off_a_terminal_wants_yes() -> None:
-    # pytest's stdin is no terminal, as a script's or a CI job's is not.
-    with pytest.raises(CommandError, match=r"would cancel 3 email job\(s\); add --yes"):
-        confirm_bulk_cancel(3, "email")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReus
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from offload import queues
+from offload.jobs.errors import JobInputError
 from offload.kinds import HIGHEST_PRIORITY, KINDS, LOWEST_PRIORITY
 from offload.settings import Settings
 
@@ -35,13 +37,15 @@ class StartOptions(BaseModel):
         """How long after `now` the job starts; None for at once.
 
         Raises:
-            ValueError: both `delay` and `at`, or an `at` without a time zone.
+            JobInputError: both `delay` and `at`, or an `at` without a time zone (`at`).
         """
         if self.delay is not None and self.at is not None:
-            raise ValueError("give a delay or a time to run at, not both")
+            raise JobInputError("give a delay or a time to run at, not both", field="at")
         if self.at is not None:
             if self.at.tzinfo is None:
-                raise ValueError(f"{self.at.isoformat()} has no time zone (add Z or +01:00)")
+                raise JobInputError(
+                    f"{self.at.isoformat()} has no time zone (add Z or +01:00)", field="at"
+                )
             return max(self.at - now, timedelta(0)) or None
         return self.delay or None
 
@@ -64,7 +68,7 @@ async def start_job(
     `options.priority`, else the default of `kind`; the job's activities inherit it.
 
     Raises:
-        ValueError: `options` give both a delay and a time, or a time without a zone.
+        JobInputError: `options` give both a delay and a time, or a time without a zone.
     """
     options = options or StartOptions()
     priority = options.priority or (KINDS[kind].priority if kind else None)
@@ -84,8 +88,41 @@ async def start_job(
         return client.get_workflow_handle_for(run, workflow_id)
 
 
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str, field: str) -> timedelta:
+    """`90s`, `10m`, `2h`, `1d`, `1h30m`.
+
+    Raises:
+        JobInputError: anything else (naming `field`).
+    """
+    found = _DURATION.match(text.strip())
+    if not text.strip() or found is None:
+        raise JobInputError(f"{text!r} is not a duration like 90s, 10m, 2h or 1d", field=field)
+    days, hours, minutes, seconds = (int(part or 0) for part in found.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def parse_time(text: str, field: str) -> datetime:
+    """An ISO 8601 time with its zone (`2026-12-24T09:00:00Z`).
+
+    Raises:
+        JobInputError: not such a time, or one without a zone (naming `field`).
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise JobInputError(
+            f"{text!r} is not a time like 2026-12-24T09:00:00Z", field=field
+        ) from None
+    if moment.tzinfo is None:
+        raise JobInputError(f"{text!r} has no time zone (add Z or +01:00)", field=field)
+    return moment
+
+
 def workflow_ui_url(settings: Settings, workflow_id: str, run_id: str | None = None) -> str:
-    """The Web UI page of a workflow."""
+    """The Web UI page of a workflow (of one run, when `run_id` is given)."""
     base = f"{settings.temporal_ui_url.rstrip('/')}/namespaces/{settings.temporal_namespace}"
     if run_id:
         return f"{base}/workflows/{workflow_id}/{run_id}/history"
