@@ -7,6 +7,8 @@ the bearer token.
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -50,6 +52,11 @@ class CancelRequest(BaseModel):
     reason: str = Field("", max_length=200)
 
 
+def _one_of(names: Iterable[str]) -> str:
+    """A pattern that only these names match (the schema lists them)."""
+    return f"^({'|'.join(re.escape(name) for name in names)})$"
+
+
 def _temporal_down() -> ApiError:
     return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
 
@@ -61,8 +68,8 @@ def _temporal_down() -> ApiError:
 )
 async def get_jobs(
     context: ContextParam,
-    kind: Annotated[str | None, Query(description=f"one of {', '.join(KINDS)}")] = None,
-    status: Annotated[str | None, Query(description=f"one of {', '.join(STATUSES)}")] = None,
+    kind: Annotated[str | None, Query(pattern=_one_of(KINDS), description="a job kind")] = None,
+    status: Annotated[str | None, Query(pattern=_one_of(STATUSES), description="a status")] = None,
     since_seconds: Annotated[
         int | None, Query(ge=1, le=366 * 86400, description="started within this many seconds")
     ] = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -16,6 +17,9 @@ from temporalio.client import Client
 
 from api.app import create_app
 from offload.db import Pool
+from offload.jobs.email import enqueue_email
+from offload.jobs.start import StartOptions
+from offload.models import EmailJob
 from offload.settings import Settings
 from tests.api import serving
 from tests.reports import seed_leads
@@ -34,6 +38,11 @@ async def test_schemathesis_finds_nothing_with_every_check(
     await seed_leads(pool, leads=20, agents=1)
     # The contract, not the rate limit (tests/e2e/test_api_rate_limits.py): one client, many cases.
     own = settings.model_copy(update={"api_token": SecretStr(TOKEN), "api_client_rate_limit": 0})
+    # The job that GET /jobs/{id} and its cancel act on (schemathesis.toml names it).
+    job = EmailJob(
+        to="ada@example.com", template="lead-confirmation", idempotency_key="contract-job"
+    )
+    await enqueue_email(client, own, job, StartOptions(delay=timedelta(hours=1)))
     output = tmp_path / "schemathesis.txt"
     with output.open("wb") as log:
         async with serving(create_app(own, pool=pool, client=client), own) as url:
@@ -66,5 +75,5 @@ async def test_schemathesis_finds_nothing_with_every_check(
     report = output.read_text()
     assert process.returncode == 0, report
     # It ran what it should have: every operation, every phase.
-    assert "5 selected / 5 total" in report, report
+    assert "8 selected / 8 total" in report, report
     assert "No issues found" in report, report
