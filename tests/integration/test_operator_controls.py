@@ -314,7 +314,7 @@ async def test_a_high_priority_job_overtakes_a_backlog(
             await asyncio.gather(*(handle.result() for handle in low))
     order = [message["To"] for message in smtp_sink.messages()]
     assert len(order) == 13
-    # In arrival order it would be last; the server hands it out first or second (one task
-    # may already be on its way to the poller when the worker starts).
-    assert order.index("urgent@example.com") <= 1, order
-    assert sent_before_urgent <= 1
+    # In arrival order it would be the last of thirteen; the server hands it out among the
+    # first three (the matcher may have read a couple of older tasks before it arrived).
+    assert order.index("urgent@example.com") <= 2, order
+    assert sent_before_urgent <= 2
