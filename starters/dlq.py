@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from offload import kinds
 from offload.db import create_pool
 from offload.jobs.dead_letters import (
     STATUSES,
@@ -129,7 +130,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
 
     parser = dlq_commands.add_parser("list", help="list entries, newest failure first")
-    parser.add_argument("--kind", help="only entries of this job kind (email, report, ...)")
+    parser.add_argument(
+        "--kind", help=f"only entries of this job kind ({', '.join(kinds.names())})"
+    )
     parser.add_argument("--status", choices=STATUSES, help="only entries in this status")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=list_command)
@@ -146,7 +149,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "<workflow id>-redrive-<n>. An entry is redriven at most once.",
     )
     parser.add_argument("ids", nargs="*", metavar="ID", help="entry ids")
-    parser.add_argument("--kind", help="every dead entry of this kind")
+    parser.add_argument("--kind", help="every dead entry of this job kind")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=redrive_command)
 

@@ -18,14 +18,13 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
-from temporalio import workflow
 from temporalio.api.enums.v1 import TaskQueueType, WorkflowExecutionStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from offload import queues
+from offload import kinds, queues
 from offload.settings import Settings
 
 CLOSED_STATUSES = ("Completed", "Failed", "TimedOut", "Terminated", "Canceled")
@@ -96,16 +95,8 @@ class Stats(BaseModel):
 
 
 def job_kinds() -> list[str]:
-    """The job workflow types the worker runs (not long-lived ones like the dead-letter queue)."""
-    from workers.main import WORKFLOWS
-    from workers.metrics import NOT_JOBS
-
-    names = []
-    for cls in WORKFLOWS:
-        defn = workflow._Definition.from_class(cls)
-        if defn is not None and defn.name and defn.name not in NOT_JOBS:
-            names.append(defn.name)
-    return names
+    """The workflow types of the job kinds (not long-lived ones like the dead-letter queue)."""
+    return [kind.workflow_type for kind in kinds.KINDS]
 
 
 async def queue_stats(client: Client, settings: Settings) -> list[QueueStats]:
