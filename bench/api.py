@@ -38,9 +38,10 @@ from bench.rows import Row, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload import queues
 from offload.db import create_pool
-from offload.dev.stack import find_binary
+from offload.dev.stack import find_binary, stop_process
 from offload.jobs.outbox import OutboxRelay
 from offload.net import free_port
+from offload.polling import wait_until
 from offload.settings import Settings
 from offload.temporal import connect
 
@@ -159,27 +160,16 @@ def start_process(settings: Settings, root: Path, name: str, *args: str) -> subp
     )
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 async def wait_for_api(client: httpx.AsyncClient, api: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    async def healthy() -> bool:
+        if api.poll() is not None:
+            raise RuntimeError("the API exited (see api.log)")
         try:
-            response = await client.get("/healthz")
-            if response.status_code == 200:
-                return
+            return (await client.get("/healthz")).status_code == 200
         except httpx.HTTPError:
-            pass
-        if api.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the API did not start (see api.log)")
-        await asyncio.sleep(0.2)
+            return False
+
+    await wait_until(healthy, within=60, what="the API (see api.log)", interval=0.2)
 
 
 async def outbox_settled(stack: Stack, expected: int, seconds: float) -> tuple[int, int]:
@@ -259,9 +249,9 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
         workflows = await workflows_on(temporal, queue, expected, settle)
     finally:
-        stop_process(api)
+        stop_process(api, timeout=20)
         if worker is not None:
-            stop_process(worker)
+            stop_process(worker, timeout=20)
         stop_relay.set()
         if relay is not None:
             await relay

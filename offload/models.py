@@ -166,13 +166,22 @@ class ReportProgress(BaseModel):
     result: ReportResult | None = None
 
 
+# A report id: what `report-<id>` (its workflow id) and `/reports/<id>` allow.
+REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+
+
+def report_workflow_id(report_id: str) -> str:
+    """The workflow id of report `report_id`: queueing the same report twice runs it once."""
+    return f"report-{report_id}"
+
+
 class ReportJob(BaseModel):
     """A leads report for one agent (`user_id`) over the days `start` to `end`, inclusive.
 
     Its workflow id is `report-<report_id>`, so queueing the same report twice runs it once.
     """
 
-    report_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    report_id: str = Field(pattern=REPORT_ID_PATTERN)
     user_id: int = Field(ge=1)
     start: date
     end: date
@@ -195,7 +204,7 @@ class ReportJob(BaseModel):
 
     @property
     def workflow_id(self) -> str:
-        return f"report-{self.report_id}"
+        return report_workflow_id(self.report_id)
 
     @property
     def days(self) -> int:

@@ -22,6 +22,7 @@ from offload.jobs.dead_letters import (
 )
 from offload.models import DiscardRequest, RedriveRequest
 from offload.settings import Settings
+from offload.tables import table
 from offload.temporal import connect
 from starters.console import CommandError, print_json
 
@@ -43,9 +44,8 @@ def _table(rows: list[dict[str, Any]]) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header) - 1)]
-    for line in [header, *lines]:
-        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=False)), line[-1])
+    for line in table(header, lines):
+        print(line)
     print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
 
 
