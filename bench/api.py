@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
+from bench.api_app import BARE
 from bench.email import percentile
 from bench.rows import Row, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
@@ -60,7 +61,6 @@ GOAL_P99_MS = 30.0
 WITH_WORKER = os.environ.get("BENCH_API_WORKER", "") == "1"
 
 LEAD = "/leads"
-BARE = "/bench/bare-lead"
 
 
 @dataclass
@@ -149,10 +149,17 @@ async def run_rate(load: Load, rate: int, rounds: int) -> RateResult:
 
 def start_process(settings: Settings, root: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
     """`offload ARGS` in its own process, with `settings` as its environment."""
+    return start_command(settings, root, name, find_binary("offload", "offload"), *args)
+
+
+def start_command(
+    settings: Settings, root: Path, name: str, *command: str
+) -> subprocess.Popen[bytes]:
+    """`command` in its own process, with `settings` as its environment, output in NAME.log."""
     env = {**os.environ, **settings.to_env()}
     log = (root / f"{name}.log").open("wb")
     return subprocess.Popen(
-        [find_binary("offload", "offload"), *args],
+        list(command),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -210,13 +217,12 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
     settings = stack.settings(
         f"bench-{run}-",
         OFFLOAD_API_PORT=port,
-        OFFLOAD_API_BENCH_ROUTES=True,
         OFFLOAD_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
     )
     worker = None
     if WITH_WORKER:
         worker = start_process(settings, root, "worker", "worker", "--queues", "workflows,email")
-    api = start_process(settings, root, "api", "api")
+    api = start_command(settings, root, "api", sys.executable, "-m", "bench.api_app")
     temporal = await connect(settings)
     pool = await create_pool(settings, max_size=2)
     stop_relay = asyncio.Event()

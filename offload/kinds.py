@@ -174,7 +174,7 @@ SEND_DIGEST_EMAILS = JobKind(
 )
 
 # Every kind Offload runs. Code reads it when it runs, not when it is imported, so a test
-# can declare a kind of its own beside these (tests/e2e/test_adding_a_job_kind.py).
+# can declare a kind of its own beside these (tests/integration/test_adding_a_job_kind.py).
 KINDS: list[JobKind] = [
     EMAIL,
     REPORT,

@@ -166,6 +166,27 @@ class ReportProgress(BaseModel):
     result: ReportResult | None = None
 
 
+class ReportTuning(BaseModel):
+    """How a report runs: chunks at once, heartbeat timeout, chunks per continue-as-new run.
+
+    `ReportJob` carries these fields; `Settings` (from `OFFLOAD_REPORT_*`) and `ScheduledRun`
+    (for the daily reports) carry them as `report_<field>`.
+    """
+
+    max_parallel_chunks: int = Field(4, ge=1)
+    heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    chunks_per_run: int = Field(200, ge=1)
+
+    @classmethod
+    def of(cls, source: object) -> ReportTuning:
+        """The tuning that `source` carries as `report_<field>` attributes."""
+        return cls(**{name: getattr(source, f"report_{name}") for name in cls.model_fields})
+
+    def as_report_fields(self) -> dict[str, Any]:
+        """The tuning as `report_<field>` values, as `ScheduledRun` takes them."""
+        return {f"report_{name}": value for name, value in self.model_dump().items()}
+
+
 # A report id: what `report-<id>` (its workflow id) and `/reports/<id>` allow.
 REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 

@@ -29,7 +29,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from offload import kinds, queues
-from offload.models import ScheduledRun
+from offload.models import ReportTuning, ScheduledRun
 from offload.settings import Settings
 
 # The memo key that marks a schedule as Offload's (and under which task-queue prefix), so
@@ -80,9 +80,7 @@ def job_for(declared: Declared, settings: Settings) -> ScheduledRun:
         batch_size=size,
         parallel_batches=parallel,
         retry=settings.retry,
-        report_max_parallel_chunks=settings.report_max_parallel_chunks,
-        report_heartbeat_timeout_seconds=settings.report_heartbeat_timeout_seconds,
-        report_chunks_per_run=settings.report_chunks_per_run,
+        **ReportTuning.of(settings).as_report_fields(),
     )
 
 
