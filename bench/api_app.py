@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from api.context import ContextParam
-from api.errors import ERROR_RESPONSES
+from api.errors import BODY_ERRORS
 from api.leads import LeadCreated, LeadIn
 from api.server import serve_api
 from offload.db import QUERIES
@@ -38,7 +38,7 @@ def add_bare_route(app: FastAPI) -> None:
         methods=["POST"],
         status_code=201,
         response_model=LeadCreated,
-        responses=ERROR_RESPONSES,
+        responses=BODY_ERRORS,
         include_in_schema=False,
     )
 
