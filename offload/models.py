@@ -301,14 +301,6 @@ class RedriveResult(BaseModel):
         self.count += other.count or len(other.redriven)
 
 
-class RedriveProgress(BaseModel):
-    """The redrive running now (or the last one): what an operator watches."""
-
-    kind: str | None = None
-    started: int = 0
-    running: bool = False
-
-
 class RedrivePage(BaseModel):
     """One page of a redrive: the entries to start now, at most `rate` per second."""
 

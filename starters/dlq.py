@@ -7,16 +7,29 @@ the `dead-letters` workflow, which checks and records every change.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.dead_letters import redrive_workflow_id
 from offload import queues
 from offload.db import QUERIES, Pool, create_pool
-from offload.models import DiscardRequest, DiscardResult, RedriveRequest, RedriveResult
+from offload.models import (
+    DiscardRequest,
+    DiscardResult,
+    RedriveRequest,
+    RedriveResult,
+)
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
@@ -60,16 +73,6 @@ def dead_letter_handle(
     return client.get_workflow_handle_for(
         DeadLetterWorkflow.run, queues.dead_letters_id(settings.task_queue_prefix)
     )
-
-
-async def redrive(client: Client, settings: Settings, request: RedriveRequest) -> RedriveResult:
-    """Redrive entries; a refused request is a `CommandError` with the workflow's reason."""
-    try:
-        return await dead_letter_handle(client, settings).execute_update(
-            DeadLetterWorkflow.redrive, request
-        )
-    except (WorkflowUpdateFailedError, RPCError) as err:
-        raise _refused(err) from None
 
 
 async def discard(client: Client, settings: Settings, request: DiscardRequest) -> DiscardResult:
@@ -161,11 +164,96 @@ async def show_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def parse_rate(text: str) -> float:
+    """`--rate`: starts per second, as `N/s` or `N` (a positive number, at most 10000)."""
+    number = text.removesuffix("/s")
+    try:
+        rate = float(number)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate <= 10_000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rate: give starts per second, like 50/s (at most 10000/s)"
+        )
+    return rate
+
+
+async def redrivable(pool: Pool, request: RedriveRequest) -> list[dict[str, Any]]:
+    """The dead entries `request` would redrive now, oldest failure first."""
+    if request.kind is not None:
+        rows = await pool.fetch(
+            QUERIES.find_dead_letter_refs_of_kind,
+            request.kind,
+            request.error_type,
+            None,
+            None,
+            None,
+            None,
+        )
+    else:
+        rows = await pool.fetch(QUERIES.find_dead_letters_to_redrive, request.ids)
+    return [dict(r) for r in rows]
+
+
+async def redrive(
+    client: Client,
+    settings: Settings,
+    request: RedriveRequest,
+    tick: Callable[[], Awaitable[None]] | None = None,
+    every_seconds: float = 1.0,
+) -> RedriveResult:
+    """Redrive entries; `tick`, if given, is awaited every second until the redrive is done
+    (the CLI shows its progress from it).
+
+    Raises:
+        CommandError: the workflow refused the request (its reason), or is not there.
+    """
+    handle = dead_letter_handle(client, settings)
+    try:
+        update = await handle.start_update(
+            DeadLetterWorkflow.redrive, request, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        waiting = asyncio.ensure_future(update.result())
+        while not waiting.done():
+            await asyncio.wait([waiting], timeout=every_seconds)
+            if tick is not None and not waiting.done():
+                await tick()
+        return waiting.result()
+    except (WorkflowUpdateFailedError, RPCError) as err:
+        raise _refused(err) from None
+
+
 async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
     if bool(args.ids) == (args.kind is not None):
         raise CommandError("give entry IDs or --kind K (not both)")
-    request = RedriveRequest(ids=check_ids(args.ids), kind=args.kind)
-    result = await redrive(await connect(settings), settings, request)
+    if args.error_type is not None and args.kind is None:
+        raise CommandError("--error-type goes with --kind K")
+    request = RedriveRequest(
+        ids=check_ids(args.ids), kind=args.kind, error_type=args.error_type, rate=args.rate
+    )
+    pool = await create_pool(settings, max_size=2)
+    try:
+        entries = await redrivable(pool, request)
+    finally:
+        await pool.close()
+    if args.dry_run:
+        _dry_run(request, entries, args.json)
+        return 0
+    total = len(entries)
+    if total and not args.json:
+        pace = f" at {request.rate:g}/s, about {total / request.rate:.0f} s" if request.rate else ""
+        print(f"redriving {total} entr{'y' if total == 1 else 'ies'}{pace}", flush=True)
+
+    async def progress() -> None:
+        started = await pool.fetchval(QUERIES.count_redriven_of, [e["id"] for e in entries])
+        if not args.json:
+            print(f"started   {started} of {total}", flush=True)
+
+    pool = await create_pool(settings, max_size=1)
+    try:
+        result = await redrive(await connect(settings), settings, request, progress)
+    finally:
+        await pool.close()
     if args.json:
         print_json(result.model_dump(mode="json"))
     elif not result.redriven:
@@ -173,7 +261,36 @@ async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for job in result.redriven:
             print(f"redriven  {job.entry_id} as {job.workflow_id}")
+        if result.count > len(result.redriven):
+            print(f"... and {result.count - len(result.redriven)} more")
+        print(f"{result.count} job(s) redriven")
     return 0
+
+
+def _dry_run(request: RedriveRequest, entries: list[dict[str, Any]], as_json: bool) -> None:
+    """Print what a redrive would start now, and start nothing."""
+    plan = [
+        {
+            "entry_id": e["id"],
+            "workflow_type": e["workflow_type"],
+            "workflow_id": redrive_workflow_id(e["workflow_id"]),
+            "error_type": e["error_type"],
+        }
+        for e in entries
+    ]
+    if as_json:
+        print_json(plan)
+        return
+    for line in plan:
+        print(
+            f"would start {line['workflow_type']} {line['workflow_id']} "
+            f"(entry {line['entry_id']}, {line['error_type']})"
+        )
+    left = [i for i in request.ids if i not in {e["id"] for e in entries}]
+    if left:
+        print(f"not dead (would be refused): {', '.join(left)}")
+    pace = f", about {len(plan) / request.rate:.0f} s at {request.rate:g}/s" if request.rate else ""
+    print(f"dry run: {len(plan)} job(s) would start{pace}; nothing started")
 
 
 async def discard_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -214,6 +331,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("ids", nargs="*", metavar="ID", help="entry ids")
     parser.add_argument("--kind", help="every dead entry of this kind")
+    parser.add_argument("--error-type", metavar="T", help="with --kind: only entries failed by T")
+    parser.add_argument(
+        "--rate",
+        type=parse_rate,
+        metavar="N/s",
+        help="at most N starts per second, so a recovering service is not flooded",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would start, and start nothing"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=redrive_command)
 

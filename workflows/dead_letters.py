@@ -40,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
         DiscardResult,
         EntryIds,
         RedrivePage,
-        RedriveProgress,
         RedriveRequest,
         RedriveResult,
     )
@@ -56,10 +55,10 @@ _NEWEST = 20
 # An update names at most this many ids; a whole kind goes by `kind`.
 MAX_IDS_PER_UPDATE = 1000
 # A redrive by kind goes in pages of at most this many entries (a page's ids and result are
-# tens of kilobytes, far below the 2 MB payload limit), and of about ten seconds at a rate,
-# so progress moves visibly.
+# tens of kilobytes, far below the 2 MB payload limit), and of about five seconds at a
+# rate, so the counts of `summary` move visibly.
 _REDRIVE_PAGE = 500
-_REDRIVE_PAGE_SECONDS = 10
+_REDRIVE_PAGE_SECONDS = 5
 _REDRIVE_HEARTBEAT = timedelta(seconds=10)
 _REDRIVE_TIMEOUT = timedelta(minutes=5)
 # Patches: histories recorded before each change keep replaying (tests/replay).
@@ -175,7 +174,6 @@ class DeadLetterWorkflow:
         self.max_history_events = state.max_history_events
         # One redrive or discard at a time: each checks states, then changes them.
         self.changing = asyncio.Lock()
-        self.progress = RedriveProgress()
 
     @workflow.run
     async def run(self, state: DeadLetterState) -> None:
@@ -262,35 +260,31 @@ class DeadLetterWorkflow:
         By ids, every id must name a dead entry (else the update fails, naming them, and
         starts nothing). By kind (and error type), the dead entries of the kind that failed
         before the update began are redriven, a page at a time, each page recorded before
-        the next: none left means nothing is started. `request.rate` spreads the starts;
-        the `redrive_progress` query shows how far a redrive has come.
+        the next (the `summary` query and `dlq list` show the progress): none left means
+        nothing is started. `request.rate` spreads the starts.
         """
         async with self.changing:
             paged = workflow.patched(REDRIVE_IN_PAGES)
-            self.progress = RedriveProgress(kind=request.kind, running=True)
-            try:
-                if request.kind is None:
-                    refs = await self.lookup(DeadLetterLookup(ids=request.ids))
-                    _reject(request.ids, refs, "redrive")
-                    return await self.redrive_page(refs, request.rate)
-                result = RedriveResult()
-                lookup = DeadLetterLookup(
-                    kind=request.kind,
-                    error_type=request.error_type,
-                    failed_before=workflow.now(),
-                    limit=_page_size(request.rate) if paged else None,
-                )
-                while refs := await self.lookup(lookup):
-                    result.add(await self.redrive_page(refs, request.rate))
-                    if lookup.limit is None or len(refs) < lookup.limit:
-                        break
-                    lookup = lookup.model_copy(update={"after": refs[-1]})
-                return result
-            finally:
-                self.progress.running = False
+            if request.kind is None:
+                refs = await self.lookup(DeadLetterLookup(ids=request.ids))
+                _reject(request.ids, refs, "redrive")
+                return await self.redrive_page(refs, request.rate)
+            result = RedriveResult()
+            lookup = DeadLetterLookup(
+                kind=request.kind,
+                error_type=request.error_type,
+                failed_before=workflow.now(),
+                limit=_page_size(request.rate) if paged else None,
+            )
+            while refs := await self.lookup(lookup):
+                result.add(await self.redrive_page(refs, request.rate))
+                if lookup.limit is None or len(refs) < lookup.limit:
+                    break
+                lookup = lookup.model_copy(update={"after": refs[-1]})
+            return result
 
     async def redrive_page(self, refs: list[DeadLetterRef], rate: float | None) -> RedriveResult:
-        """Redrive one page of entries, counting them in the summary and the progress."""
+        """Redrive one page of entries, counting them in the summary."""
         if not refs:
             return RedriveResult()
         kinds = {ref.id: ref.kind for ref in refs}
@@ -307,13 +301,7 @@ class DeadLetterWorkflow:
         for job in result.redriven:
             self.state_summary.count(kinds[job.entry_id], "dead", -1)
             self.state_summary.count(kinds[job.entry_id], "redriven", 1)
-        self.progress.started += len(result.redriven)
         return result
-
-    @workflow.query
-    def redrive_progress(self) -> RedriveProgress:
-        """How many jobs the running (or the last) redrive has started."""
-        return self.progress
 
     @redrive.validator
     def validate_redrive(self, request: RedriveRequest) -> None:

@@ -5,6 +5,7 @@ the history passes its limit, a failed job started again. Dev server, PostgreSQL
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 import uuid
@@ -35,7 +36,7 @@ from offload.settings import Settings
 from starters.dlq import dead_letter_handle
 from starters.email import enqueue_email
 from starters.outbox import OutboxRelay, write
-from tests.harness import offload_process, running_worker
+from tests.harness import offload_process, run_offload, running_worker
 from workflows.dead_letters import DeadLetterWorkflow
 
 REFUSED = "550 5.1.1 No such user"
@@ -231,3 +232,50 @@ async def test_a_failed_job_started_again_is_not_run_again(
     await asyncio.sleep(1)  # time for a wrongly started run to fail and be dead-lettered
     assert await stored(pool) == 1
     assert smtp_sink.messages() == []
+
+
+async def test_a_redrive_at_a_rate_is_spread_over_its_time_and_starts_each_once(
+    client: Client, settings: Settings, pool: Pool
+) -> None:
+    total, rate = 500, 100
+    queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
+    # No email worker: the redriven jobs wait on their queue; the starts are what is measured.
+    async with running_worker(client, settings, pool, kinds=["workflows", "default"]):
+        for _ in range(0, total, 250):
+            await record(client, settings, [dead_email(settings) for _n in range(250)])
+        await eventually(lambda: _at_least(pool, total))
+        args = ("dlq", "redrive", "--kind", "email", "--rate", f"{rate}/s")
+
+        dry = await asyncio.to_thread(run_offload, settings, *args, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert dry.stdout.count("would start SendEmailWorkflow email-") == total
+        assert f"dry run: {total} job(s) would start, about 5 s at 100/s" in dry.stdout
+        assert await stored(pool, "redriven") == 0
+
+        done = await asyncio.to_thread(run_offload, settings, *args, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert f"redriving {total} entries at 100/s, about 5 s" in done.stdout
+        shown = [int(n) for n in re.findall(rf"started +(\d+) of {total}", done.stdout)]
+        assert any(0 < n < total for n in shown), done.stdout
+        assert f"{total} job(s) redriven" in done.stdout
+        first, last = await pool.fetchrow(
+            "SELECT min(resolved_at), max(resolved_at) FROM dead_letters WHERE status = 'redriven'"
+        )
+        spread = (last - first).total_seconds()
+        # Never faster than the rate; slower only as far as a loaded server is slow.
+        assert 0.9 * (total - 1) / rate <= spread <= total / rate + 60, spread
+        assert await stored(pool, "redriven") == total
+
+        async def started() -> int:
+            found = await client.count_workflows(
+                f'TaskQueue = "{queue}" AND WorkflowType = "SendEmailWorkflow"'
+            )
+            return found.count
+
+        await eventually(lambda: _equals(started, total), 30)
+        await asyncio.sleep(1)  # time for a wrongly repeated start to show
+        assert await started() == total
+
+
+async def _equals(count: Callable[[], Awaitable[int]], expected: int) -> bool:
+    return await count() == expected

@@ -34,6 +34,9 @@ SELECT * FROM dead_letters
 WHERE id = ANY($1::text[]) AND status = 'dead'
 ORDER BY failed_at, id;
 
+-- name: count_redriven_of
+SELECT count(*) FROM dead_letters WHERE id = ANY($1::text[]) AND status = 'redriven';
+
 -- name: mark_dead_letter_redriven
 UPDATE dead_letters
 SET status = 'redriven', redrive_workflow_id = $2, resolved_at = now()
