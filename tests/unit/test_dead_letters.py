@@ -1,16 +1,24 @@
-"""Pure parts of the dead-letter queue: entry ids, redrive ids, CLI id checks."""
+"""Pure parts of the dead-letter queue: entry ids, redrive ids, CLI checks, bounded results."""
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime
 
 import pytest
 
 from activities.dead_letters import redrive_workflow_id
 from offload import queues
-from offload.models import DeadLetterEntry, DeadLetterSummary, dead_letter_id
+from offload.models import (
+    MAX_LISTED_REDRIVES,
+    DeadLetterEntry,
+    DeadLetterSummary,
+    RedrivenJob,
+    RedriveResult,
+    dead_letter_id,
+)
 from starters.console import CommandError
-from starters.dlq import check_ids
+from starters.dlq import check_ids, parse_rate
 
 
 def test_an_entry_id_is_stable_per_run_and_differs_between_runs() -> None:
@@ -51,3 +59,21 @@ def test_the_summary_counts_by_kind_and_status() -> None:
 def test_malformed_ids_are_refused_by_name() -> None:
     with pytest.raises(CommandError, match="ID '42', 'dl-xyz' is not a dead-letter id"):
         check_ids(["dl-0123456789ab", "42", "dl-xyz"])
+
+
+def test_a_rate_is_starts_per_second_and_a_bad_one_is_refused_by_name() -> None:
+    assert parse_rate("50/s") == parse_rate("50") == 50.0
+    assert parse_rate("0.5/s") == 0.5
+    for bad in ("0", "-3/s", "fast", "50/m", "20000/s"):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a rate"):
+            parse_rate(bad)
+
+
+def test_a_redrive_result_counts_every_page_and_lists_a_bounded_number() -> None:
+    total = RedriveResult()
+    for page in range(5):
+        jobs = [RedrivenJob(entry_id=f"dl-{page}-{n}", workflow_id="w") for n in range(500)]
+        total.add(RedriveResult(redriven=jobs, count=len(jobs)))
+    assert total.count == 2500
+    assert len(total.redriven) == MAX_LISTED_REDRIVES
+    assert len(total.model_dump_json()) < 200_000
