@@ -153,21 +153,22 @@ class DeadLetterActivities:
         loop = asyncio.get_running_loop()
         begun = loop.time()
         limit = asyncio.Semaphore(_REDRIVE_CONCURRENCY)
-        redriven: list[RedrivenJob] = []
+        started = 0
 
         async def redrive(n: int, row: Record) -> None:
+            nonlocal started
             async with limit:
                 if interval:
                     await asyncio.sleep(max(0.0, begun + n * interval - loop.time()))
                 new_id = await self.start_redrive(row)
                 await self.pool.execute(QUERIES.mark_dead_letter_redriven, row["id"], new_id)
-            redriven.append(RedrivenJob(entry_id=str(row["id"]), workflow_id=new_id))
+            started += 1
             log.info("redrove %s as %s", row["id"], new_id)
 
         async def beat() -> None:
             # Alive while starts are slow: a dead worker is noticed by the heartbeat timeout.
             while True:
-                activity.heartbeat(len(redriven))
+                activity.heartbeat(started)
                 await asyncio.sleep(1)
 
         beating = asyncio.create_task(beat())
@@ -182,7 +183,15 @@ class DeadLetterActivities:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        return RedriveResult(redriven=redriven, count=len(redriven))
+        # The page's redrives, this attempt's and those of an attempt that died before it
+        # returned: the workflow counts each entry of the page once.
+        done = await self.pool.fetch(QUERIES.find_redriven_of, page.ids)
+        return RedriveResult(
+            redriven=[
+                RedrivenJob(entry_id=r["id"], workflow_id=r["redrive_workflow_id"]) for r in done
+            ],
+            count=len(done),
+        )
 
     async def start_redrive(self, row: Record) -> str:
         """Start the redrive of one entry, or find the one already started; return its id.

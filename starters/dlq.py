@@ -245,7 +245,7 @@ async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"redriving {total} entr{'y' if total == 1 else 'ies'}{pace}", flush=True)
 
     async def progress() -> None:
-        started = await pool.fetchval(QUERIES.count_redriven_of, [e["id"] for e in entries])
+        started = len(await pool.fetch(QUERIES.find_redriven_of, [e["id"] for e in entries]))
         if not args.json:
             print(f"started   {started} of {total}", flush=True)
 

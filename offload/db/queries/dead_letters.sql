@@ -34,8 +34,10 @@ SELECT * FROM dead_letters
 WHERE id = ANY($1::text[]) AND status = 'dead'
 ORDER BY failed_at, id;
 
--- name: count_redriven_of
-SELECT count(*) FROM dead_letters WHERE id = ANY($1::text[]) AND status = 'redriven';
+-- name: find_redriven_of
+SELECT id, redrive_workflow_id FROM dead_letters
+WHERE id = ANY($1::text[]) AND status = 'redriven'
+ORDER BY failed_at, id;
 
 -- name: mark_dead_letter_redriven
 UPDATE dead_letters
