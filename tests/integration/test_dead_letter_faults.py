@@ -155,13 +155,15 @@ async def _at_least(pool: Pool, count: int) -> bool:
 
 
 async def test_a_redrive_interrupted_by_a_worker_sigkill_finishes_and_starts_each_once(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, tmp_path: Path
+    client: Client, settings: Settings, pool: Pool, tmp_path: Path
 ) -> None:
     total = 100
     entries = [dead_email(settings) for _ in range(total)]
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
+    # No email worker: the redriven jobs wait on their queue; their starts are what counts.
+    worker_args = ("worker", "--queues", "workflows,default")
     with logs[0].open("wb") as out:
-        worker = offload_process(settings, "worker", stdout=out, stderr=out)
+        worker = offload_process(settings, *worker_args, stdout=out, stderr=out)
     try:
         await record(client, settings, entries)
         await eventually(lambda: _at_least(pool, total))
@@ -182,26 +184,21 @@ async def test_a_redrive_interrupted_by_a_worker_sigkill_finishes_and_starts_eac
         at_kill = await stored(pool, "redriven")
         assert at_kill < total, "the redrive finished before the kill: the test proves nothing"
         with logs[1].open("wb") as out:
-            worker = offload_process(settings, "worker", stdout=out, stderr=out)
+            worker = offload_process(settings, *worker_args, stdout=out, stderr=out)
         result = await asyncio.wait_for(update.result(), 90)
-        # Every entry redriven, under its own id, and every email delivered once.
-        rows = await pool.fetch("SELECT status, workflow_id, redrive_workflow_id FROM dead_letters")
+        # Every entry redriven, under its own id, counted once, those started before the kill too.
+        rows = await pool.fetch("SELECT status, redrive_workflow_id FROM dead_letters")
         assert {r["status"] for r in rows} == {"redriven"}
         assert sorted(r["redrive_workflow_id"] for r in rows) == sorted(
             f"{e.workflow_id}-redrive-1" for e in entries
         )
-        # Counted once each, those started before the kill too.
         assert result.count == total
         summary = await dlq.query(DeadLetterWorkflow.summary)
         assert summary.counts == {"email": {"dead": 0, "redriven": total}}
-
-        async def all_delivered() -> bool:
-            return len(smtp_sink.messages()) >= total
-
-        await eventually(all_delivered, 90)
-        await asyncio.sleep(1)  # time for a wrongly repeated start to deliver again
-        recipients = [m["Message-ID"] for m in smtp_sink.messages()]
-        assert len(recipients) == len(set(recipients)) == total
+        started = started_emails(client, settings)
+        await eventually(lambda: _equals(started, total), 30)
+        await asyncio.sleep(1)  # time for a wrongly repeated start to show
+        assert await started() == total
         # The workflow still answers: another redrive finds nothing left.
         again = await asyncio.wait_for(
             dlq.execute_update(DeadLetterWorkflow.redrive, RedriveRequest(kind="email")), 30
@@ -210,6 +207,19 @@ async def test_a_redrive_interrupted_by_a_worker_sigkill_finishes_and_starts_eac
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def started_emails(client: Client, settings: Settings) -> Callable[[], Awaitable[int]]:
+    """How many email jobs have started on this test's queue (Temporal visibility)."""
+    queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
+
+    async def count() -> int:
+        found = await client.count_workflows(
+            f'TaskQueue = "{queue}" AND WorkflowType = "SendEmailWorkflow"'
+        )
+        return found.count
+
+    return count
 
 
 async def test_a_failed_job_started_again_is_not_run_again(
@@ -241,7 +251,6 @@ async def test_a_redrive_at_a_rate_is_spread_over_its_time_and_starts_each_once(
     client: Client, settings: Settings, pool: Pool
 ) -> None:
     total, rate = 500, 100
-    queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
     # No email worker: the redriven jobs wait on their queue; the starts are what is measured.
     async with running_worker(client, settings, pool, kinds=["workflows", "default"]):
         for _ in range(0, total, 250):
@@ -269,12 +278,7 @@ async def test_a_redrive_at_a_rate_is_spread_over_its_time_and_starts_each_once(
         assert 0.9 * (total - 1) / rate <= spread <= total / rate + 60, spread
         assert await stored(pool, "redriven") == total
 
-        async def started() -> int:
-            found = await client.count_workflows(
-                f'TaskQueue = "{queue}" AND WorkflowType = "SendEmailWorkflow"'
-            )
-            return found.count
-
+        started = started_emails(client, settings)
         await eventually(lambda: _equals(started, total), 30)
         await asyncio.sleep(1)  # time for a wrongly repeated start to show
         assert await started() == total
