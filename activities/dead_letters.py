@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 
 from asyncpg import Record
 from temporalio import activity
@@ -27,6 +26,7 @@ from offload.models import (
     RedrivePage,
     RedriveResult,
     StoredDeadLetters,
+    redrive_workflow_id,
 )
 from offload.settings import Settings
 
@@ -36,20 +36,10 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_WORKFLOW = "DeadLetterWorkflow"
 RECORD_SIGNAL = "record"
 
-_REDRIVE_SUFFIX = re.compile(r"^(?P<base>.*)-redrive-(?P<n>\d+)$")
-
 # The memo key a redriven workflow carries: the id of the entry it redrives.
 REDRIVE_OF = "redrive_of"
 # Starts in flight at once: a slow server still gives a quick redrive.
 _REDRIVE_CONCURRENCY = 20
-
-
-def redrive_workflow_id(workflow_id: str) -> str:
-    """`<id>-redrive-1` for a first redrive; a redriven job that failed again gets `-redrive-2`."""
-    match = _REDRIVE_SUFFIX.match(workflow_id)
-    if match:
-        return f"{match['base']}-redrive-{int(match['n']) + 1}"
-    return f"{workflow_id}-redrive-1"
 
 
 class DeadLetterActivities:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -208,6 +209,17 @@ DeadLetterStatus = Literal["dead", "redriven", "discarded"]
 def dead_letter_id(workflow_id: str, run_id: str) -> str:
     """The entry id of a failed run: the same run always gets the same short id."""
     return f"dl-{content_key(workflow_id, run_id)[:12]}"
+
+
+_REDRIVE_SUFFIX = re.compile(r"^(?P<base>.*)-redrive-(?P<n>\d+)$")
+
+
+def redrive_workflow_id(workflow_id: str) -> str:
+    """`<id>-redrive-1` for a first redrive; a redriven job that failed again gets `-redrive-2`."""
+    match = _REDRIVE_SUFFIX.match(workflow_id)
+    if match:
+        return f"{match['base']}-redrive-{int(match['n']) + 1}"
+    return f"{workflow_id}-redrive-1"
 
 
 class DeadLetterEntry(BaseModel):

@@ -23,7 +23,10 @@ from temporalio.client import (
 
 from offload import queues
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
+from offload.jobs.dead_letters import dead_letter_handle
+from offload.jobs.email import enqueue_email
+from offload.jobs.outbox import OutboxRelay, write
 from offload.models import (
     DeadLetterBatch,
     DeadLetterEntry,
@@ -33,9 +36,6 @@ from offload.models import (
     RedriveRequest,
 )
 from offload.settings import Settings
-from starters.dlq import dead_letter_handle
-from starters.email import enqueue_email
-from starters.outbox import OutboxRelay, write
 from tests.harness import offload_process, run_offload, running_worker
 from workflows.dead_letters import DeadLetterWorkflow
 

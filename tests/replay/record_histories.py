@@ -26,7 +26,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from offload import queues
 from offload.db import Pool
-from offload.devstack import SampleFeedServer, SmtpSink
+from offload.dev.stack import SampleFeedServer, SmtpSink
+from offload.jobs.dead_letters import dead_letter_handle
+from offload.jobs.email import enqueue_email
+from offload.jobs.reports import enqueue_report, new_report_job
+from offload.jobs.start import start_job
 from offload.models import (
     DeadLetterBatch,
     DeadLetterEntry,
@@ -37,10 +41,6 @@ from offload.models import (
     ScheduledRun,
 )
 from offload.settings import Settings
-from starters.dlq import dead_letter_handle
-from starters.email import enqueue_email
-from starters.jobs import start_job
-from starters.report import enqueue_report, new_report_job
 from tests.harness import running_worker
 from tests.reports import seed_leads
 from workflows.dead_letters import DeadLetterWorkflow
