@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime
 
 import pytest
@@ -19,7 +18,6 @@ from offload.models import (
     dead_letter_id,
     redrive_workflow_id,
 )
-from starters.dlq import parse_rate
 
 
 def test_an_entry_id_is_stable_per_run_and_differs_between_runs() -> None:
@@ -60,14 +58,6 @@ def test_the_summary_counts_by_kind_and_status() -> None:
 def test_malformed_ids_are_refused_by_name() -> None:
     with pytest.raises(JobInputError, match="ID '42', 'dl-xyz' is not a dead-letter id"):
         check_ids(["dl-0123456789ab", "42", "dl-xyz"])
-
-
-def test_a_rate_is_starts_per_second_and_a_bad_one_is_refused_by_name() -> None:
-    assert parse_rate("50/s") == parse_rate("50") == 50.0
-    assert parse_rate("0.5/s") == 0.5
-    for bad in ("0", "-3/s", "fast", "50/m", "20000/s"):
-        with pytest.raises(argparse.ArgumentTypeError, match="is not a rate"):
-            parse_rate(bad)
 
 
 def test_a_redrive_result_counts_every_page_and_lists_a_bounded_number() -> None:
