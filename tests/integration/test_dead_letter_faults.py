@@ -5,6 +5,7 @@ the history passes its limit, a failed job started again. Dev server, PostgreSQL
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import time
@@ -40,6 +41,7 @@ from tests.harness import offload_process, run_offload, running_worker
 from workflows.dead_letters import DeadLetterWorkflow
 
 REFUSED = "550 5.1.1 No such user"
+HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 60) -> None:
@@ -148,6 +150,11 @@ async def test_overlapping_updates_and_a_burst_past_the_history_limit_all_comple
         summary = await dlq.query(DeadLetterWorkflow.summary)
         assert summary.counts == {"email": {"dead": len(burst) + 1, "discarded": 2}}
         assert summary.continued_as_new >= 1
+        if os.environ.get("OFFLOAD_RECORD_HISTORIES"):
+            history = await client.get_workflow_handle(dlq.id, run_id=first_run).fetch_history()
+            (HISTORIES / "dead-letters-drained-with-updates-in-flight.json").write_text(
+                history.to_json()
+            )
 
 
 async def _at_least(pool: Pool, count: int) -> bool:

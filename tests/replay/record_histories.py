@@ -3,6 +3,9 @@
 Run it on purpose, never as part of `make test` (its name does not match `test_*.py`):
 
     OFFLOAD_RECORD_HISTORIES=1 .venv/bin/pytest tests/replay/record_histories.py
+    OFFLOAD_RECORD_HISTORIES=v2 .venv/bin/pytest tests/replay/record_histories.py -k dead_letters
+
+The first overwrites `histories/<name>.json`; the second writes `<name>-v2.json` beside it.
 
 Each function runs one workflow type end to end on the dev server, with the real worker,
 PostgreSQL and SMTP sink of tests/conftest.py, and writes the history of the run to
@@ -20,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
@@ -60,9 +64,18 @@ HISTORIES = Path(__file__).parent / "histories"
 REFUSED = "550 5.1.1 No such user"
 
 
-async def write(name: str, handle: WorkflowHandle[object, object]) -> None:
+def history_path(name: str) -> Path:
+    """`histories/<name>.json`, or `<name>-<tag>.json` for OFFLOAD_RECORD_HISTORIES=<tag>.
+
+    A tag keeps the old recordings beside the new: a workflow change must replay both.
+    """
+    tag = os.environ.get("OFFLOAD_RECORD_HISTORIES", "1")
+    return HISTORIES / (f"{name}.json" if tag == "1" else f"{name}-{tag}.json")
+
+
+async def write(name: str, handle: WorkflowHandle[Any, Any]) -> None:
     history = await handle.fetch_history()
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    history_path(name).write_text(history.to_json())
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 60) -> None:
@@ -125,25 +138,27 @@ def burst_entry(n: int) -> DeadLetterEntry:
 async def test_record_dead_letters(
     client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
-    """Failures by signal, a redrive by id, a discard, a redrive by kind, a continue-as-new."""
+    """Failures by signal, a redrive by id, a discard, a redrive by kind in pages at a rate,
+    a continue-as-new."""
     own = settings.model_copy(update={"dlq_max_history_events": 100})
     async with running_worker(client, own, pool):
         smtp_sink.rules.set("gone@example.com", REFUSED)
-        for _ in range(3):
+        for _ in range(5):
             with pytest.raises(WorkflowFailureError):
                 await (await enqueue_email(client, own, email_to(own, "gone@example.com"))).result()
 
-        async def three_stored() -> bool:
-            return int(await pool.fetchval("SELECT count(*) FROM dead_letters")) == 3
+        async def all_stored() -> bool:
+            return int(await pool.fetchval("SELECT count(*) FROM dead_letters")) == 5
 
-        await eventually(three_stored)
+        await eventually(all_stored)
         dlq = dead_letter_handle(client, own)
         first_run = (await dlq.describe()).run_id
         smtp_sink.rules.set("gone@example.com", None)
         ids = [r["id"] for r in await pool.fetch("SELECT id FROM dead_letters ORDER BY id")]
         await dlq.execute_update(DeadLetterWorkflow.redrive, RedriveRequest(ids=[ids[0]]))
         await dlq.execute_update(DeadLetterWorkflow.discard, DiscardRequest(ids=[ids[1]]))
-        await dlq.execute_update(DeadLetterWorkflow.redrive, RedriveRequest(kind="email"))
+        # At 0.4 starts a second, pages of two: the three left go in two pages.
+        await dlq.execute_update(DeadLetterWorkflow.redrive, RedriveRequest(kind="email", rate=0.4))
         # A burst of failures by signal until the run continues as new.
         n = 0
         while (await dlq.describe()).run_id == first_run:
