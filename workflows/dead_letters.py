@@ -307,6 +307,8 @@ class DeadLetterWorkflow:
     def validate_redrive(self, request: RedriveRequest) -> None:
         if bool(request.ids) == (request.kind is not None):
             raise ValueError("redrive takes entry ids or a kind, not both and not neither")
+        if request.error_type is not None and request.kind is None:
+            raise ValueError("redrive takes an error type only with a kind")
         if len(request.ids) > MAX_IDS_PER_UPDATE:
             raise ValueError(f"at most {MAX_IDS_PER_UPDATE} ids per redrive; use a kind")
 
