@@ -132,7 +132,9 @@ async def migrate(pool: Pool) -> list[str]:
     return applied
 
 
-async def _record(conn: asyncpg.Connection, migration: Migration) -> None:
+async def _record(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], migration: Migration
+) -> None:
     await conn.execute(
         "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
         migration.version,

@@ -74,7 +74,10 @@ async def test_a_database_migrated_before_0030_keeps_its_index_and_runs_only_wha
 ) -> None:
     # The database of an earlier release: 0004 built the index inside its transaction.
     earlier = [m for m in migrations() if m.version < 30]
-    old_0004_index = f"CREATE INDEX {INDEX} ON leads (agent_id, created_at, id) INCLUDE (property, source, score);"
+    old_0004_index = (
+        f"CREATE INDEX {INDEX} ON leads (agent_id, created_at, id)"
+        " INCLUDE (property, source, score);"
+    )
     earlier = [
         Migration(m.version, m.name, m.sql + "\n" + old_0004_index) if m.version == 4 else m
         for m in earlier
