@@ -17,7 +17,12 @@ from api.context import ApiContext, ContextParam, LeadTask
 from api.errors import ERROR_RESPONSES, ApiError
 from offload import mail
 from offload.db import QUERIES, Pool
-from offload.models import EmailJob, content_key
+from offload.models import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    EmailJob,
+    content_key,
+)
 from offload.settings import Settings
 from starters import outbox
 
@@ -142,8 +147,8 @@ async def create_lead(
         str | None,
         Header(
             min_length=1,
-            max_length=200,
-            pattern=r"^[\x21-\x7e]+$",
+            max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
             description="a retried POST with the same key gets the first answer, and "
             "creates nothing new",
         ),

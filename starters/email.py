@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 import jinja2
 from temporalio.client import Client, WorkflowHandle
 
 from offload import mail
-from offload.models import EmailJob, EmailResult
+from offload.models import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    EmailJob,
+    EmailResult,
+)
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
@@ -40,6 +46,16 @@ async def enqueue_email(
     return await start_job(
         client, settings, SendEmailWorkflow.run, job, workflow_id=job.workflow_id
     )
+
+
+def idempotency_key(text: str) -> str:
+    """`--idempotency-key`: visible ASCII (no space, CR or LF), at most 200 characters."""
+    if not text or len(text) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise argparse.ArgumentTypeError(f"1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters")
+    if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, text):
+        # The value itself is not echoed: it may hold anything, a line break included.
+        raise argparse.ArgumentTypeError("only visible ASCII characters: no space, CR or LF")
+    return text
 
 
 def parse_data(text: str) -> dict[str, Any]:
@@ -83,7 +99,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--data", default="{}", help="template variables as a JSON object")
     parser.add_argument(
-        "--idempotency-key", help="the email's key; derived from the content when omitted"
+        "--idempotency-key",
+        type=idempotency_key,
+        help="the email's key (visible ASCII); derived from the content when omitted",
     )
     parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
     parser.set_defaults(handler=send_email_command)
