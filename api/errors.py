@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
+
+log = logging.getLogger(__name__)
+
+# How long a client should wait before it retries a request that met an outage.
+RETRY_AFTER_SECONDS = 5
+
+# What PostgreSQL being down, restarting or full looks like from asyncpg: refused or reset
+# sockets (OSError, TimeoutError among them), a connection lost mid-query, a server shutting
+# down or not yet accepting connections, no connection slot left.
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+TEMPORAL_OUTAGES = (
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+)
 
 
 class FieldError(BaseModel):
@@ -37,6 +60,15 @@ class ApiError(Exception):
         self.status = status
         self.errors = [FieldError(field=field, message=message)]
         self.headers = headers
+
+
+def unavailable(service: str) -> ApiError:
+    """503 for an outage of `service`, with `Retry-After`: the request may succeed later."""
+    return ApiError(
+        503,
+        f"{service} is unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def error_response(
@@ -79,11 +111,39 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    # The type only: a driver's message can carry the DSN's host and user.
+    log.warning(
+        "%s %s: PostgreSQL unavailable (%s)", request.method, request.url.path, type(exc).__name__
+    )
+    return await _api_error(request, unavailable("the database"))
+
+
+async def _temporal_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RPCError)
+    if exc.status not in TEMPORAL_OUTAGES:
+        return await _internal_error(request, exc)
+    log.warning(
+        "%s %s: Temporal unavailable (%s)", request.method, request.url.path, exc.status.name
+    )
+    return await _api_error(request, unavailable("Temporal"))
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette's server-error middleware logs the traceback after this answer.
+    return error_response(500, [FieldError(field=None, message="internal error")])
+
+
 def install(app: FastAPI) -> None:
-    """Answer validation errors, `ApiError` and HTTP errors as `ErrorBody`."""
+    """Answer every error as `ErrorBody`: validation, `ApiError`, HTTP errors, outages (503
+    with `Retry-After`) and, last, anything unexpected (500)."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, _database_down)
+    app.add_exception_handler(RPCError, _temporal_error)
+    app.add_exception_handler(Exception, _internal_error)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -93,5 +153,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "body over OFFLOAD_API_MAX_BODY_BYTES",
         415: "Content-Type is not application/json",
         422: "invalid fields, each named",
+        503: "PostgreSQL or Temporal unavailable; retry after `Retry-After` seconds",
     }.items()
 }

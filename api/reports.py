@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
-from api.errors import ERROR_RESPONSES, ApiError
+from api.errors import ERROR_RESPONSES, ApiError, unavailable
 from offload.db import QUERIES
 from offload.models import ReportResult
 from starters.jobs import start_job
@@ -53,7 +53,7 @@ def require_token(
 router = APIRouter(
     tags=["reports"],
     dependencies=[Depends(require_token)],
-    responses={**ERROR_RESPONSES, 503: ERROR_RESPONSES[422] | {"description": "Temporal down"}},
+    responses=ERROR_RESPONSES,
 )
 
 
@@ -85,10 +85,6 @@ class ReportStatus(BaseModel):
     status: str
     progress: dict[str, Any] | None = None
     result: Any = None
-
-
-def _temporal_down() -> ApiError:
-    return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
 
 
 @router.post("/reports", status_code=202, response_model=ReportAccepted)
@@ -124,7 +120,7 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
                 workflow_id=job.workflow_id,
             )
     except (RPCError, RuntimeError, TimeoutError):
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     location = f"/reports/{job.report_id}"
     accepted = ReportAccepted(id=job.report_id, workflow_id=job.workflow_id, status_url=location)
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": location})
@@ -147,9 +143,9 @@ async def get_report(
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise ApiError(404, f"no report {report_id!r}", field="report_id") from None
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     except (RuntimeError, TimeoutError):
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     status = description.status or WorkflowExecutionStatus.RUNNING
     answer = ReportStatus(id=report_id, workflow_id=workflow_id, status=status.name.lower())
     try:
