@@ -7,7 +7,8 @@ and completions with their payloads. `PersonalDataFilter`, on every handler that
 `configure_logging` installs, rewrites each record before it is written:
 
 - an exception becomes its traceback's frames and the type of each error in its chain
-  (`ApplicationError[SmtpPermanentError] <- SMTPRecipientsRefused`), never a message;
+  (`ApplicationError[SmtpPermanentError] <- SMTPRecipientsRefused`), never a message
+  (unless its class vouches for its messages with `safe_to_log = True`);
 - the SDK's own arguments (`temporalio.*` loggers) that are not plain scalars (payloads,
   activations, heartbeat details) become their type name;
 - anything still shaped like an email address is replaced by `<address>`.
@@ -40,7 +41,8 @@ def error_chain(err: BaseException) -> str:
     """The types of `err` and of its causes, outermost first, with no message.
 
     An `ApplicationError` shows its `type` (`ApplicationError[InvalidEmailAddress]`): the
-    name a job's failure is classified by.
+    name a job's failure is classified by. An error whose class sets `safe_to_log = True`
+    (its messages name ids and settings, never data) shows its message too.
     """
     names: list[str] = []
     seen: set[int] = set()
@@ -50,6 +52,8 @@ def error_chain(err: BaseException) -> str:
         name = type(current).__name__
         if isinstance(current, ApplicationError) and current.type:
             name = f"{name}[{current.type}]"
+        if getattr(type(current), "safe_to_log", False):
+            name = f"{name}: {current}"
         names.append(name)
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__

@@ -66,6 +66,8 @@ async def test_the_ui_origin_with_the_token_gets_plaintext(
         ({"Origin": UI, "Authorization": "Bearer wrong"}, 401),
         ({"Origin": "http://evil.example", "Authorization": f"Bearer {TOKEN}"}, 403),
         ({"Origin": "http://localhost:8234", "Authorization": f"Bearer {TOKEN}"}, 403),
+        # No Origin at all (a script, not a browser) is no exception.
+        ({"Authorization": f"Bearer {TOKEN}"}, 403),
     ],
 )
 async def test_refused_without_the_token_or_from_another_origin(
