@@ -179,16 +179,19 @@ def rotation_gaps(holders: dict[str, list[str]]) -> list[str]:
 
 
 class EncryptionFailureConverter(DefaultFailureConverterWithEncodedAttributes):
-    """Failures with their messages encoded, and undecryptable inputs failing at once.
+    """Failures with their messages encoded, and undecryptable inputs typed by their cause.
 
-    The SDK turns a codec error on an activity's input into a retryable `ApplicationError`
-    ("Failed decoding arguments") caused by the codec's error: retried, it fails the same
-    way on every attempt until the job is out of them. This converter makes such a failure
-    non-retryable, of type `EncryptionKeyError`, with the key id in its message, so the job
-    is dead-lettered at once saying which key is missing (redrive it once the key is
-    deployed). Heartbeat details (already non-retryable in the SDK) get the same type and
-    message. A workflow task that cannot decode its activation is left to the SDK: the
-    task fails, visibly, and Temporal retries it until a worker with the key takes it.
+    The SDK turns a codec error on an activity's input into an untyped `ApplicationError`
+    ("Failed decoding arguments", retryable), and on its heartbeat details into a
+    non-retryable one, both caused by the codec's error. This converter gives such a
+    failure the type `EncryptionKeyError` and the key id in its message, keeping the SDK's
+    retryability. Job activities' retry policies (`workflows.policies.retry_policy`) list
+    that type as non-retryable: the job is dead-lettered at once, saying which key is
+    missing, instead of failing the same way on every attempt until it is out of them.
+    The dead-letter queue's own activities retry it until a worker with the key takes them,
+    so the entry is not lost. A workflow task that cannot decode its activation is left to
+    the SDK: the task fails, visibly, and Temporal retries it until a worker with the key
+    takes it.
     """
 
     def to_failure(
@@ -201,8 +204,8 @@ class EncryptionFailureConverter(DefaultFailureConverterWithEncodedAttributes):
         if isinstance(exception, ApplicationError) and key_error is not None:
             replacement = ApplicationError(
                 f"{exception.message}: {key_error}",
-                type="EncryptionKeyError",
-                non_retryable=True,
+                type=EncryptionKeyError.__name__,
+                non_retryable=exception.non_retryable,
             )
             replacement.__traceback__ = exception.__traceback__
             exception = replacement

@@ -157,7 +157,7 @@ async def undecryptable_error(sdk_message: str, non_retryable: bool) -> Applicat
     ("sdk_message", "sdk_non_retryable"),
     [("Failed decoding arguments", False), ("Failed decoding heartbeat details", True)],
 )
-async def test_an_undecryptable_input_fails_non_retryable_naming_the_key(
+async def test_an_undecryptable_input_fails_as_an_encryption_key_error_naming_the_key(
     sdk_message: str, sdk_non_retryable: bool
 ) -> None:
     err = await undecryptable_error(sdk_message, sdk_non_retryable)
@@ -166,7 +166,8 @@ async def test_an_undecryptable_input_fails_non_retryable_naming_the_key(
     failure = Failure()
     EncryptionFailureConverter().to_failure(err, PayloadConverter.default, failure)
     info = failure.application_failure_info
-    assert (info.type, info.non_retryable) == ("EncryptionKeyError", True)
+    # Typed for the retry policies; as retryable as the SDK made it.
+    assert (info.type, info.non_retryable) == ("EncryptionKeyError", sdk_non_retryable)
     [attributes] = PayloadConverter.default.from_payloads([failure.encoded_attributes])
     assert sdk_message in attributes["message"]
     assert str(cause) in attributes["message"]
