@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from offload.jobs.errors import JobInputError
+
 log = logging.getLogger(__name__)
 
 # How long a client should wait before it retries a request that met an outage.
@@ -102,6 +104,12 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.errors, exc.headers)
 
 
+async def _job_input_error(request: Request, exc: Exception) -> JSONResponse:
+    # The client layer's refusals read the same here as in the CLI: its message, its field.
+    assert isinstance(exc, JobInputError)
+    return error_response(422, [FieldError(field=exc.field, message=str(exc))])
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return error_response(
@@ -135,10 +143,11 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Answer every error as `ErrorBody`: validation, `ApiError`, HTTP errors, outages (503
-    with `Retry-After`) and, last, anything unexpected (500)."""
+    """Answer every error as `ErrorBody`: validation, `ApiError`, `JobInputError`, HTTP
+    errors, outages (503 with `Retry-After`) and, last, anything unexpected (500)."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(JobInputError, _job_input_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for outage in DATABASE_OUTAGES:
         app.add_exception_handler(outage, _database_down)

@@ -17,6 +17,7 @@ from api.context import ApiContext, ContextParam, LeadTask
 from api.errors import ERROR_RESPONSES, ApiError
 from offload import mail
 from offload.db import QUERIES, Pool
+from offload.jobs import outbox
 from offload.models import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     IDEMPOTENCY_KEY_PATTERN,
@@ -24,7 +25,6 @@ from offload.models import (
     content_key,
 )
 from offload.settings import Settings
-from starters import outbox
 
 router = APIRouter(tags=["leads"])
 

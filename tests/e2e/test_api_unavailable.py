@@ -11,7 +11,8 @@ from temporalio.client import Client
 
 from api.app import create_app
 from offload.db import Pool, migrate
-from offload.devstack import EmbeddedPostgres, free_port
+from offload.dev.stack import EmbeddedPostgres
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
 from tests.api import serving

@@ -14,10 +14,11 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from offload.db import Pool
-from offload.devstack import SmtpSink, free_port
+from offload.dev.stack import SmtpSink
+from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
+from offload.net import free_port
 from offload.settings import Settings
-from starters.email import enqueue_email
 from tests.api import eventually
 from tests.harness import offload_process
 

@@ -19,12 +19,12 @@ from temporalio.client import Client, WorkflowFailureError
 
 from offload.codec import key_id, new_key, parse_key
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
+from offload.jobs.email import enqueue_email
+from offload.jobs.stats import key_stats, queue_stats
 from offload.models import EmailJob
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.email import enqueue_email
-from starters.stats import key_stats, queue_stats
 from tests.api import eventually
 from tests.harness import running_worker
 

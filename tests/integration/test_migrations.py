@@ -11,7 +11,7 @@ import pytest
 
 import offload.db
 from offload.db import Migration, migrate, migrations
-from offload.devstack import EmbeddedPostgres
+from offload.dev.stack import EmbeddedPostgres
 
 INDEX = "leads_agent_created_at_id_report"
 

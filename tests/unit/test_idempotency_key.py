@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from offload.models import EmailJob
-from starters.cli import build_parser
+from tests.harness import offload_parser
 
 SPLITTING = ["abc\r\nBcc: victim@example.com", "abc\nX: y", "abc\rdef", "with space", "ключ"]
 
@@ -17,7 +17,7 @@ def test_the_cli_refuses_a_key_that_is_not_visible_ascii(
 ) -> None:
     args = ["send-email", "--to", "a@example.com", "--template", "lead-confirmation"]
     with pytest.raises(SystemExit) as exited:
-        build_parser().parse_args([*args, "--idempotency-key", key])
+        offload_parser().parse_args([*args, "--idempotency-key", key])
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "--idempotency-key" in err
@@ -25,7 +25,7 @@ def test_the_cli_refuses_a_key_that_is_not_visible_ascii(
 
 
 def test_the_cli_takes_a_visible_ascii_key() -> None:
-    args = build_parser().parse_args(
+    args = offload_parser().parse_args(
         ["send-email", "--to", "a@example.com", "--template", "x", "--idempotency-key", "k-1:2"]
     )
     assert args.idempotency_key == "k-1:2"

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from offload.codec import EncryptionCodec, encryption_codec, new_key, parse_key
-from offload.settings import Settings
-from offload.temporal import client_identity
-from starters.stats import (
+from offload.jobs.stats import (
     DeadLetterStats,
     JobCounts,
     QueueStats,
@@ -18,6 +16,8 @@ from starters.stats import (
     render_table,
     summary_by_kind,
 )
+from offload.settings import Settings
+from offload.temporal import client_identity
 
 SCRAPE = """\
 # HELP offload_job_enqueue_to_done_latency_seconds from queueing a job to its end
