@@ -20,12 +20,12 @@ from tests.api import serving
 
 def unavailable(response: httpx.Response, service: str) -> None:
     assert response.status_code == 503, response.text
-    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-type"] == "application/problem+json"
     assert int(response.headers["Retry-After"]) > 0
-    assert response.json() == {
-        "success": False,
-        "errors": [{"field": None, "message": f"{service} is unavailable; retry later"}],
-    }
+    message = f"{service} is unavailable; retry later"
+    body = response.json()
+    assert (body["status"], body["detail"], body["success"]) == (503, message, False)
+    assert body["errors"] == [{"field": None, "message": message}]
 
 
 LEAD = {"name": "Ada Lovelace", "email": "ada@example.com", "property": "1 Analytical Row"}
