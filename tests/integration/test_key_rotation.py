@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError
@@ -124,10 +125,16 @@ async def test_a_one_step_swap_fails_the_job_at_once_naming_the_key_and_loses_no
         async with running_worker(swapped_client, swapped, pool, ACTIVITY_KINDS):
             with pytest.raises(WorkflowFailureError):
                 await asyncio.wait_for(handle.result(), 60)
-    row = await pool.fetchrow(
-        "SELECT error_type, error_message, attempts FROM dead_letters WHERE workflow_id = $1",
-        handle.id,
-    )
+
+            async def recorded() -> asyncpg.Record | None:
+                # The dead-letter workflow stores the entry after the job has failed.
+                return await pool.fetchrow(
+                    "SELECT error_type, error_message, attempts FROM dead_letters"
+                    " WHERE workflow_id = $1",
+                    handle.id,
+                )
+
+            row = await eventually(recorded, 60)
     assert row is not None
     assert row["error_type"] == "EncryptionKeyError"
     assert new_id in row["error_message"]
