@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -204,8 +203,6 @@ async def create_lead(
     context.metrics.leads.inc()
     if job is None:
         context.metrics.rate_limited.labels(limit="recipient").inc()
-    if context.settings.api_crash_after_commit:
-        os._exit(70)
     # The committed outbox row is what makes the job safe, not its start: so the response
     # does not wait for Temporal. The start follows the response at once; were it lost (the
     # process dies, the task is dropped), the relay starts the row by the same id.
@@ -250,20 +247,3 @@ async def _save(
             if claimed is None:
                 raise _AlreadyAnswered
     return lead_id, job
-
-
-@router.post(
-    "/bench/bare-lead",
-    status_code=201,
-    response_model=LeadCreated,
-    responses=BODY_ERRORS,
-    include_in_schema=False,
-)
-async def create_bare_lead(lead: LeadIn, context: ContextParam) -> Any:
-    """The benchmark's baseline: the same validation and one INSERT, nothing else."""
-    if not context.settings.api_bench_routes:
-        raise ApiError(404, "Not Found")
-    lead_id: int = await context.pool.fetchval(
-        QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source
-    )
-    return JSONResponse(LeadCreated(id=lead_id).model_dump(), status_code=201)

@@ -18,10 +18,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.context import ContextParam
 from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem, unavailable
 from offload.jobs.reports import enqueue_report, new_report_job
-from offload.models import ReportResult
+from offload.models import REPORT_ID_PATTERN, ReportResult, report_workflow_id
 from workflows.reports import GenerateReportWorkflow
 
-REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 QUERY_TIMEOUT_SECONDS = 2.0
 
 _bearer = HTTPBearer(
@@ -151,7 +150,7 @@ async def get_report(
     report_id: Annotated[str, Path(pattern=REPORT_ID_PATTERN)], context: ContextParam
 ) -> ReportStatus:
     """The report's status, its progress while it runs, and its result when done."""
-    workflow_id = f"report-{report_id}"
+    workflow_id = report_workflow_id(report_id)
     handle = context.client.get_workflow_handle(workflow_id, result_type=ReportResult)
     try:
         async with asyncio.timeout(QUERY_TIMEOUT_SECONDS * 2):

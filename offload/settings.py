@@ -100,10 +100,6 @@ class Settings(BaseSettings):
     )
     # Answers kept for Idempotency-Key, and started outbox rows, are deleted after this.
     api_retention_hours: int = Field(24, validation_alias="OFFLOAD_API_RETENTION_HOURS", ge=1)
-    # Fault injection for the tests and the benchmark, never for production: the API process
-    # dies right after a lead's commit; the bare one-INSERT route exists.
-    api_crash_after_commit: bool = Field(False, validation_alias="OFFLOAD_API_CRASH_AFTER_COMMIT")
-    api_bench_routes: bool = Field(False, validation_alias="OFFLOAD_API_BENCH_ROUTES")
 
     # Where `offload dev` keeps its data and where report files go.
     data_dir: Path = Field(Path(".offload"), validation_alias="OFFLOAD_DATA_DIR")
