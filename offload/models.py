@@ -41,6 +41,12 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+# An idempotency key is written into an email's `X-Offload-Idempotency-Key` header and a
+# workflow id: visible ASCII only, so no CR/LF can end the header block early.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]*$"
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+
+
 class EmailJob(BaseModel):
     """One email to send: a template rendered with `data`, to one recipient.
 
@@ -51,7 +57,9 @@ class EmailJob(BaseModel):
     to: str = Field(min_length=1, max_length=320)
     template: str = Field(min_length=1, max_length=100)
     data: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str = Field("", max_length=200)
+    idempotency_key: str = Field(
+        "", max_length=IDEMPOTENCY_KEY_MAX_LENGTH, pattern=IDEMPOTENCY_KEY_PATTERN
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @model_validator(mode="after")
