@@ -15,8 +15,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from offload.db import QUERIES, Pool
-from offload.kinds import KIND_PAUSED
 from offload.models import KindPausedDetails
+
+# The error type a paused kind's activity fails with before it does anything, and the signal
+# `offload resume` sends to the kind's running jobs so they try again at once.
+KIND_PAUSED = "KindPaused"
+RESUME_SIGNAL = "offload-kind-resumed"
 
 
 class PauseGate:

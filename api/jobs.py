@@ -29,7 +29,7 @@ from offload.jobs.control import (
     list_jobs,
     show_job,
 )
-from offload.kinds import KINDS
+from offload.kinds import names
 
 # Visibility and a history read per job: a page of jobs may take a moment, never long.
 TIMEOUT_SECONDS = 10.0
@@ -68,7 +68,7 @@ def _temporal_down() -> ApiError:
 )
 async def get_jobs(
     context: ContextParam,
-    kind: Annotated[str | None, Query(pattern=_one_of(KINDS), description="a job kind")] = None,
+    kind: Annotated[str | None, Query(pattern=_one_of(names()), description="a job kind")] = None,
     status: Annotated[str | None, Query(pattern=_one_of(STATUSES), description="a status")] = None,
     since_seconds: Annotated[
         int | None, Query(ge=1, le=366 * 86400, description="started within this many seconds")

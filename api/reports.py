@@ -16,14 +16,13 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
-from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem
+from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem, unavailable
 from offload.jobs.reports import enqueue_report, new_report_job
 from offload.jobs.start import StartOptions
 from offload.kinds import HIGHEST_PRIORITY, LOWEST_PRIORITY
-from offload.models import ReportResult
+from offload.models import REPORT_ID_PATTERN, ReportResult, report_workflow_id
 from workflows.reports import GenerateReportWorkflow
 
-REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 QUERY_TIMEOUT_SECONDS = 2.0
 
 _bearer = HTTPBearer(
@@ -55,7 +54,7 @@ def require_token(
 
 
 TEMPORAL_DOWN: dict[int | str, dict[str, Any]] = {
-    503: problem("Temporal is unavailable", **{"Retry-After": RETRY_AFTER})
+    503: problem("Temporal or PostgreSQL is unavailable", **{"Retry-After": RETRY_AFTER})
 }
 
 router = APIRouter(
@@ -104,10 +103,6 @@ class ReportStatus(BaseModel):
     status: str
     progress: dict[str, Any] | None = None
     result: Any = None
-
-
-def _temporal_down() -> ApiError:
-    return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
 
 
 @router.post(
@@ -160,7 +155,7 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
                 ),
             )
     except (RPCError, RuntimeError, TimeoutError):
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     location = f"/reports/{job.report_id}"
     accepted = ReportAccepted(id=job.report_id, workflow_id=job.workflow_id, status_url=location)
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": location})
@@ -178,7 +173,7 @@ async def get_report(
     report_id: Annotated[str, Path(pattern=REPORT_ID_PATTERN)], context: ContextParam
 ) -> ReportStatus:
     """The report's status, its progress while it runs, and its result when done."""
-    workflow_id = f"report-{report_id}"
+    workflow_id = report_workflow_id(report_id)
     handle = context.client.get_workflow_handle(workflow_id, result_type=ReportResult)
     try:
         async with asyncio.timeout(QUERY_TIMEOUT_SECONDS * 2):
@@ -186,9 +181,9 @@ async def get_report(
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise ApiError(404, f"no report {report_id!r}", field="report_id") from None
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     except (RuntimeError, TimeoutError):
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     status = description.status or WorkflowExecutionStatus.RUNNING
     answer = ReportStatus(id=report_id, workflow_id=workflow_id, status=status.name.lower())
     try:

@@ -25,7 +25,7 @@ from offload.jobs.control import (
 from offload.jobs.errors import JobInputError
 from offload.jobs.pause import pause_kind, paused_kinds, resume_kind
 from offload.jobs.start import StartOptions, parse_duration, parse_time
-from offload.kinds import HIGHEST_PRIORITY, KINDS, LOWEST_PRIORITY, pausable_kinds
+from offload.kinds import HIGHEST_PRIORITY, LOWEST_PRIORITY, names, pausable_kinds
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
@@ -220,7 +220,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
 
     parser = jobs_commands.add_parser("list", help="list jobs, newest first")
-    parser.add_argument("--kind", choices=list(KINDS), help="only jobs of this kind")
+    parser.add_argument("--kind", choices=names(), help="only jobs of this kind")
     parser.add_argument("--status", choices=list(STATUSES), help="only jobs in this status")
     parser.add_argument("--since", help="only jobs started within this long (90s, 10m, 2h, 1d)")
     parser.add_argument("--limit", type=int, default=50, help="at most this many (50)")
@@ -239,7 +239,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "nothing is dead-lettered. --kind cancels with one Temporal batch operation.",
     )
     parser.add_argument("ids", nargs="*", metavar="ID", help="workflow ids")
-    parser.add_argument("--kind", choices=list(KINDS), help="every open job of this kind")
+    parser.add_argument("--kind", choices=names(), help="every open job of this kind")
     parser.add_argument(
         "--status",
         choices=["running", "scheduled"],

@@ -26,6 +26,7 @@ from offload.db import Pool, create_pool, migrate
 from offload.dev.stack import (
     ONE_PARTITION,
     EmbeddedPostgres,
+    SampleFeedServer,
     SmtpSink,
     TemporalDevServer,
     find_binary,
@@ -131,6 +132,15 @@ def smtp_sink(tmp_path: Path) -> Iterator[SmtpSink]:
     sink.start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def feed() -> Iterator[SampleFeedServer]:
+    """The sample market-data feed over HTTP, on a free port."""
+    server = SampleFeedServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

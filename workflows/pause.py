@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from offload.kinds import KIND_PAUSED, RESUME_SIGNAL
+    from activities.pause import KIND_PAUSED, RESUME_SIGNAL
     from offload.models import KindPausedDetails, RetryConfig
     from workflows.policies import retry_policy
 

@@ -21,11 +21,12 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.pause import KIND_PAUSED
 from offload import queues
 from offload.jobs.batch import BatchResult, run_batch
 from offload.jobs.errors import JobInputError
 from offload.jobs.start import workflow_ui_url
-from offload.kinds import KIND_PAUSED, KINDS, kind_of
+from offload.kinds import KINDS, kind_of, named, names
 from offload.settings import Settings
 
 # `--status` values and the visibility status each one means.
@@ -80,13 +81,15 @@ def visibility_query(settings: Settings, query: JobQuery, now: datetime) -> str:
     Raises:
         JobInputError: an unknown kind or status (naming it and the known ones).
     """
-    if query.kind is not None and query.kind not in KINDS:
-        raise JobInputError(f"unknown kind {query.kind!r}; known: {', '.join(KINDS)}", field="kind")
+    if query.kind is not None and query.kind not in names():
+        raise JobInputError(
+            f"unknown kind {query.kind!r}; known: {', '.join(names())}", field="kind"
+        )
     if query.status not in (None, OPEN, *STATUSES):
         raise JobInputError(
             f"unknown status {query.status!r}; known: {', '.join(STATUSES)}", field="status"
         )
-    kinds = [KINDS[query.kind]] if query.kind else list(KINDS.values())
+    kinds = [named(query.kind)] if query.kind else list(KINDS)
     types = ", ".join(f"'{kind.workflow_type}'" for kind in kinds)
     workflow_queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
     parts = [f"WorkflowType IN ({types})", f"TaskQueue = '{workflow_queue}'"]
@@ -102,6 +105,11 @@ def visibility_query(settings: Settings, query: JobQuery, now: datetime) -> str:
     if query.since is not None:
         parts.append(f"StartTime > '{_timestamp(now - query.since)}'")
     return " AND ".join(parts)
+
+
+def _kind_name(workflow_type: str) -> str:
+    kind = kind_of(workflow_type)
+    return kind.name if kind is not None else workflow_type
 
 
 def _timestamp(moment: datetime) -> str:
@@ -154,7 +162,7 @@ async def _job_info(
     return JobInfo(
         id=found.id,
         run_id=found.run_id,
-        kind=kind_of(found.workflow_type),
+        kind=_kind_name(found.workflow_type),
         workflow_type=found.workflow_type,
         status=status,
         priority=description.raw_info.priority.priority_key or 3,
@@ -197,7 +205,9 @@ async def count_jobs(client: Client, settings: Settings, query: JobQuery, now: d
 
 def _is_job(settings: Settings, description: WorkflowExecutionDescription) -> bool:
     workflow_queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
-    return description.task_queue == workflow_queue and kind_of(description.workflow_type) in KINDS
+    return (
+        description.task_queue == workflow_queue and kind_of(description.workflow_type) is not None
+    )
 
 
 async def show_job(

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 from temporalio.client import Client
 
+from activities.pause import RESUME_SIGNAL
 from offload.db import QUERIES, Pool
 from offload.jobs.batch import run_batch
 from offload.jobs.control import JobQuery, visibility_query
 from offload.jobs.errors import JobInputError
-from offload.kinds import RESUME_SIGNAL, pausable_kinds
+from offload.kinds import pausable_kinds
 from offload.settings import Settings
 
 

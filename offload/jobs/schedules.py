@@ -29,17 +29,9 @@ from temporalio.client import (
 from temporalio.common import Priority
 from temporalio.service import RPCError, RPCStatusCode
 
-from offload import queues
-from offload.kinds import KINDS
-from offload.models import ScheduledRun
+from offload import kinds, queues
+from offload.models import ReportTuning, ScheduledRun
 from offload.settings import Settings
-from workflows.maintenance import (
-    CleanupExpiredSessionsWorkflow,
-    DailyReportWorkflow,
-    RefreshMarketDataWorkflow,
-    SendDigestEmailsWorkflow,
-    SyncLeadScoresWorkflow,
-)
 
 # The memo key that marks a schedule as Offload's (and under which task-queue prefix), so
 # `--prune` never deletes a schedule someone else made in the namespace.
@@ -58,22 +50,11 @@ class Declared:
     what: str
 
 
+# The kinds a Temporal Schedule starts, as `offload.kinds` declares them.
 DECLARED: list[Declared] = [
-    Declared(
-        "sync-lead-scores",
-        True,
-        SyncLeadScoresWorkflow.run,
-        "rescore leads updated in the hour before the scheduled time",
-    ),
-    Declared(
-        "cleanup-expired-sessions",
-        True,
-        CleanupExpiredSessionsWorkflow.run,
-        "delete expired sessions in batches",
-    ),
-    Declared("daily-report", False, DailyReportWorkflow.run, "yesterday's report per agent"),
-    Declared("refresh-market-data", False, RefreshMarketDataWorkflow.run, "fetch MARKET_DATA_URL"),
-    Declared("send-digest-emails", False, SendDigestEmailsWorkflow.run, "new leads to each agent"),
+    Declared(kind.name, kind.schedule == "hourly", kind.run, kind.description)
+    for kind in kinds.KINDS
+    if kind.schedule is not None
 ]
 
 
@@ -91,7 +72,7 @@ def spec_for(declared: Declared, settings: Settings) -> ScheduleSpec:
 
 
 def job_for(declared: Declared, settings: Settings) -> ScheduledRun:
-    if declared.name == "send-digest-emails":
+    if declared.name == kinds.SEND_DIGEST_EMAILS.name:
         size, parallel = settings.digest_batch_size, settings.digest_parallel_batches
     else:
         size, parallel = settings.maintenance_batch_size, 1
@@ -100,9 +81,7 @@ def job_for(declared: Declared, settings: Settings) -> ScheduledRun:
         batch_size=size,
         parallel_batches=parallel,
         retry=settings.retry,
-        report_max_parallel_chunks=settings.report_max_parallel_chunks,
-        report_heartbeat_timeout_seconds=settings.report_heartbeat_timeout_seconds,
-        report_chunks_per_run=settings.report_chunks_per_run,
+        **ReportTuning.of(settings).as_report_fields(),
     )
 
 
@@ -116,7 +95,7 @@ def desired_schedule(declared: Declared, settings: Settings) -> Schedule:
             id=schedule_id(settings, declared.name),
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
             # Scheduled jobs wait behind the ones a person waits for (offload/kinds.py).
-            priority=Priority(priority_key=KINDS[declared.name].priority),
+            priority=Priority(priority_key=kinds.named(declared.name).priority),
         ),
         spec=spec_for(declared, settings),
         policy=SchedulePolicy(

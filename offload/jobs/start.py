@@ -14,8 +14,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from offload import queues
 from offload.jobs.errors import JobInputError
-from offload.kinds import HIGHEST_PRIORITY, KINDS, LOWEST_PRIORITY
+from offload.kinds import HIGHEST_PRIORITY, LOWEST_PRIORITY, named
 from offload.settings import Settings
+
+# The idempotent start of every job: the same workflow id is the same job, whatever became of
+# it (a running one is returned; a closed one, completed or failed, is never run again).
+ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
+ID_REUSE_POLICY = WorkflowIDReusePolicy.REJECT_DUPLICATE
 
 ReturnT = TypeVar("ReturnT")
 SelfT = TypeVar("SelfT")
@@ -62,16 +67,19 @@ async def start_job(
 ) -> WorkflowHandle[SelfT, ReturnT]:
     """Start the job workflow `run` with `job` under `workflow_id`, at most once.
 
-    A start while the job runs (or waits for its `start_delay`) returns that one
-    (USE_EXISTING); a start after it completed returns the completed one instead of running
-    it again. Only a job that failed may start afresh under the same id. The priority is
-    `options.priority`, else the default of `kind`; the job's activities inherit it.
+    The same workflow id is the same job, whatever became of it: a start while the job
+    runs returns the running one (USE_EXISTING); a start after it closed, completed or
+    failed, returns the closed one instead of running it again (REJECT_DUPLICATE). So an
+    outbox row started twice, or a retried start whose first try landed, never runs a job
+    again: a failed job runs again only by `offload dlq redrive`, under its redrive id.
+    A delayed job (`options`) is the same: visible at once, started once at its time. The
+    priority is `options.priority`, else the default of `kind`; its activities inherit it.
 
     Raises:
         JobInputError: `options` give both a delay and a time, or a time without a zone.
     """
     options = options or StartOptions()
-    priority = options.priority or (KINDS[kind].priority if kind else None)
+    priority = options.priority or (named(kind).priority if kind else None)
     start_delay = options.start_delay(datetime.now(UTC))
     try:
         return await client.start_workflow(
@@ -79,8 +87,8 @@ async def start_job(
             job,
             id=workflow_id,
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_conflict_policy=ID_CONFLICT_POLICY,
+            id_reuse_policy=ID_REUSE_POLICY,
             priority=Priority(priority_key=priority) if priority else Priority.default,
             start_delay=start_delay,
         )
