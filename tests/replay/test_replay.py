@@ -15,7 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workers.main import WORKFLOWS
+from workers.main import workflows
 
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = sorted(HISTORIES.glob("*.json"))
@@ -29,7 +29,7 @@ def workflow_type(path: Path) -> str:
 
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
 async def test_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=workflows(), data_converter=pydantic_data_converter)
     history = WorkflowHistory.from_json(path.stem, TEXTS[path])
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
@@ -37,7 +37,7 @@ async def test_recorded_history_replays(path: Path) -> None:
 
 def test_every_workflow_type_has_a_recorded_history() -> None:
     recorded = {workflow_type(p) for p in RECORDED}
-    missing = sorted(w.__name__ for w in WORKFLOWS if w.__name__ not in recorded)
+    missing = sorted(w.__name__ for w in workflows() if w.__name__ not in recorded)
     assert not missing, f"no recorded history of {missing}: see record_histories.py"
 
 
