@@ -29,6 +29,13 @@ async def start_job(
     A start while the job runs returns the running one (USE_EXISTING); a start after it
     completed returns the completed one instead of running it again. Only a job that
     failed may start afresh under the same id.
+
+    The start asks to be eager: when a worker of this same `client` polls the workflow
+    queue and has a free slot (the API and the relay inside `offload dev` or a worker
+    process), the server hands it the first workflow task in the start's answer, a trip
+    through matching saved. A client with no such worker does not ask (the SDK checks), and
+    the task goes through the queue as usual; the job is durable either way, since the
+    server records the start before it answers.
     """
     try:
         return await client.start_workflow(
@@ -38,6 +45,7 @@ async def start_job(
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            request_eager_start=True,
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(run, workflow_id)

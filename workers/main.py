@@ -91,7 +91,11 @@ class CloseOnShutdown(Plugin):
 
 
 def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
-    """The activities each queue serves, built once with their dependencies."""
+    """The activities each queue serves, built once with their dependencies.
+
+    Those under `offload-workflows` are the workflow worker's local activities (the fast
+    path's first attempt of an email); it shares the email queue's SMTP connections.
+    """
     email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
     dead_letters = DeadLetterActivities(settings, pool)
     digest = DigestActivities(settings, pool)
@@ -100,6 +104,7 @@ def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callab
     reports = ReportActivities(settings, pool)
     sessions = SessionActivities(pool)
     return {
+        queues.WORKFLOWS: [email.try_send_email],
         queues.EMAIL: [email.send_email, digest.send_digest_batch],
         queues.REPORTS: [reports.aggregate_report_chunk],
         queues.DEFAULT: [
@@ -135,30 +140,30 @@ def build_workers(
     for kind in kinds:
         queue = queues.BY_KIND[kind]
         name = queues.named(queue, prefix)
+        # SMTP connections stay open between emails until the worker that sends them stops.
+        owners = {getattr(a, "__self__", None) for a in activities[queue]}
+        plugins: list[Plugin] = [
+            CloseOnShutdown(owner.close) for owner in owners if isinstance(owner, EmailActivities)
+        ]
         if queue == queues.WORKFLOWS:
             workers.append(
                 Worker(
                     client,
                     task_queue=name,
                     workflows=WORKFLOWS,
+                    activities=activities[queue],
                     graceful_shutdown_timeout=grace,
                     interceptors=[JobMetricsInterceptor()],
+                    plugins=plugins,
                 )
             )
         elif activities[queue]:
-            tuning: dict[str, Any] = {}
+            tuning: dict[str, Any] = {"plugins": plugins}
             if queue == queues.EMAIL:
                 # The SMTP provider's rate limit holds across every worker of the queue.
                 tuning["max_task_queue_activities_per_second"] = (
                     settings.email_rate_limit_per_second
                 )
-                # Its SMTP connections stay open between emails until this worker stops.
-                owners = {getattr(a, "__self__", None) for a in activities[queue]}
-                tuning["plugins"] = [
-                    CloseOnShutdown(owner.close)
-                    for owner in owners
-                    if isinstance(owner, EmailActivities)
-                ]
             if queue == queues.REPORTS:
                 tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
                 # How stale a chunk's resume point may be when its worker dies.
