@@ -198,9 +198,10 @@ async def measure_on(stack: Stack, *, throughput: bool, samples: int) -> dict[st
             two = chosen("throughput")[:2]
             found["throughput"] = await throughputs(two, THROUGHPUT_BATCH, THROUGHPUT_ROUNDS)
             # Today's shape and the standalone activity: one round, for the table.
-            others = chosen("others")[2:]
+            again = chosen("others")
+            others = again[2:]
             if others:
-                extra = await throughputs([*two[:1], *others], THROUGHPUT_BATCH, 1)
+                extra = await throughputs([again[0], *others], THROUGHPUT_BATCH, 1)
                 found["other_rates"] = dict(zip(keep[2:], extra.rates[1:], strict=True))
             expected += THROUGHPUT_BATCH * THROUGHPUT_ROUNDS * 2 + THROUGHPUT_BATCH * 2
         found["delivered"] = (stack.sink.count() - sent_before, expected)
