@@ -26,6 +26,7 @@ BENCHMARKS = [
         "p50 <= 1.5, >= 0.85",
     ),
     ("bench.peers", "email job vs DBOS, procrastinate and Celery", "p50 <= 2x DBOS"),
+    ("bench.delivered", "POST /leads to delivered, one lead at a time", "p50 <= 40 ms"),
     ("bench.digest", "digest emails/s vs a plain aiosmtplib loop", ">= 0.7"),
     ("bench.api", "POST /leads p99 vs a bare INSERT endpoint", "<= 1.5"),
     ("bench.report", "chunked report on 1M leads vs one SQL aggregate", "<= 1.5"),

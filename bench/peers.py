@@ -38,7 +38,7 @@ from activities.email import EmailActivities
 from bench.email import email_job, percentile
 from bench.rows import Row, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
-from offload.db import Pool, create_pool
+from offload.db import QUERIES, Pool, create_pool
 from offload.devstack import free_port
 from offload.models import EmailJob
 from offload.settings import Settings
@@ -205,8 +205,7 @@ async def celery_side(stack: Stack, settings: Settings, pool: Pool) -> AsyncIter
     task = app.signature("bench.send_email")
 
     async def delivered(key: str) -> bool:
-        found = await pool.fetchval("SELECT 1 FROM email_log WHERE idempotency_key = $1", key)
-        return found is not None
+        return await pool.fetchrow(QUERIES.find_email_log, key) is not None
 
     async def send(key: str) -> None:
         job = email_job(settings, key)
