@@ -168,7 +168,7 @@ class EmailActivities:
         """Send `job` unless its idempotency key is in `email_log` already (`deliver`)."""
         return await self.deliver(job, workflow_id=activity.info().workflow_id)
 
-    async def deliver(self, job: EmailJob, *, workflow_id: str) -> EmailResult:
+    async def deliver(self, job: EmailJob, *, workflow_id: str | None) -> EmailResult:
         """Send `job` unless its idempotency key is in `email_log` already; log it as sent.
 
         The `Message-ID` comes from the key, so if the worker dies between sending and

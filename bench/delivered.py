@@ -19,14 +19,15 @@ from pathlib import Path
 
 import httpx
 
+from api.app import create_app
+from api.server import serve
 from bench.api import lead_body
 from bench.email import percentile
 from bench.rows import Row, at_most, print_and_exit
 from bench.stack import load_note, running_stack
 from offload.db import QUERIES, create_pool
-from offload.devstack import free_port
+from offload.net import free_port
 from offload.temporal import connect
-from starters.api import api_service, api_url
 from workers.main import build_workers, run_workers
 
 SAMPLES = int(os.environ.get("BENCH_DELIVERED_SAMPLES", "60"))
@@ -44,13 +45,17 @@ async def measure() -> list[Row]:
             started = asyncio.Event()
             stop = asyncio.Event()
             workers = build_workers(client, settings, pool, ["workflows", "email"])
-            running = asyncio.create_task(
-                run_workers(workers, stop, [api_service(settings, pool, client, started)])
-            )
+            app = create_app(settings, pool=pool, client=client)
+
+            async def api(stop: asyncio.Event) -> None:
+                await serve(app, settings, stop, started=started)
+
+            running = asyncio.create_task(run_workers(workers, stop, [api]))
             found: list[float] = []
             try:
                 await asyncio.wait_for(started.wait(), 60)
-                async with httpx.AsyncClient(base_url=api_url(settings)) as http:
+                base_url = f"http://127.0.0.1:{settings.api_port}"
+                async with httpx.AsyncClient(base_url=base_url) as http:
                     for n in range(WARMUP + SAMPLES):
                         began = time.perf_counter()
                         response = await http.post("/leads", json=lead_body(run, n))

@@ -39,11 +39,11 @@ from bench.email import email_job, percentile
 from bench.rows import Row, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload.db import QUERIES, Pool, create_pool
-from offload.devstack import free_port
+from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.email import enqueue_email
 from workers.main import build_workers, run_workers
 
 SAMPLES = int(os.environ.get("BENCH_PEERS_SAMPLES", "60"))
