@@ -8,10 +8,10 @@ import logging
 import re
 
 from temporalio import activity
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from offload import queues
 from offload.db import QUERIES, Pool
+from offload.jobs.start import ID_CONFLICT_POLICY, ID_REUSE_POLICY
 from offload.models import (
     DeadLetterBatch,
     DeadLetterEntry,
@@ -142,8 +142,8 @@ class DeadLetterActivities:
                     json.loads(str(row["input"])),
                     id=new_id,
                     task_queue=queues.named(queues.WORKFLOWS, self.settings.task_queue_prefix),
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                    id_conflict_policy=ID_CONFLICT_POLICY,
+                    id_reuse_policy=ID_REUSE_POLICY,
                 )
                 await self.pool.execute(QUERIES.mark_dead_letter_redriven, row["id"], new_id)
             return RedrivenJob(entry_id=str(row["id"]), workflow_id=new_id)

@@ -183,30 +183,26 @@ class EmailActivities:
                 to=found["recipient"],
                 sent_at=found["sent_at"],
             )
+        sent_at = datetime.now(UTC)
         try:
-            to = mail.check_address(job.to)
+            composed = mail.compose(
+                job.template,
+                job.data,
+                to=job.to,
+                idempotency_key=job.idempotency_key,
+                mail_from=self.settings.mail_from,
+                date=sent_at,
+            )
         except mail.InvalidAddressError as err:
             raise permanent("InvalidEmailAddress", str(err)) from None
-        try:
-            rendered = mail.render(job.template, job.data)
         except mail.UnknownTemplateError as err:
             raise permanent("UnknownTemplate", str(err)) from None
         except jinja2.TemplateError as err:
             raise permanent("TemplateError", f"template {job.template!r}: {err}") from None
-
-        message_id = mail.message_id(job.idempotency_key, self.settings.mail_from)
-        sent_at = datetime.now(UTC)
-        message = mail.build_message(
-            rendered,
-            mail_from=self.settings.mail_from,
-            to=to,
-            message_id=message_id,
-            date=sent_at,
-            idempotency_key=job.idempotency_key,
-        )
+        message_id, to = composed.message_id, composed.to
         try:
             async with self.smtp.connection() as smtp:
-                await smtp.send_message(message)
+                await smtp.send_message(composed.message)
         except aiosmtplib.SMTPException as err:
             raise classify_smtp_error(err) from err
         except OSError as err:

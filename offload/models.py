@@ -166,13 +166,43 @@ class ReportProgress(BaseModel):
     result: ReportResult | None = None
 
 
+class ReportTuning(BaseModel):
+    """How a report runs: chunks at once, heartbeat timeout, chunks per continue-as-new run.
+
+    `ReportJob` carries these fields; `Settings` (from `OFFLOAD_REPORT_*`) and `ScheduledRun`
+    (for the daily reports) carry them as `report_<field>`.
+    """
+
+    max_parallel_chunks: int = Field(4, ge=1)
+    heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    chunks_per_run: int = Field(200, ge=1)
+
+    @classmethod
+    def of(cls, source: object) -> ReportTuning:
+        """The tuning that `source` carries as `report_<field>` attributes."""
+        return cls(**{name: getattr(source, f"report_{name}") for name in cls.model_fields})
+
+    def as_report_fields(self) -> dict[str, Any]:
+        """The tuning as `report_<field>` values, as `ScheduledRun` takes them."""
+        return {f"report_{name}": value for name, value in self.model_dump().items()}
+
+
+# A report id: what `report-<id>` (its workflow id) and `/reports/<id>` allow.
+REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+
+
+def report_workflow_id(report_id: str) -> str:
+    """The workflow id of report `report_id`: queueing the same report twice runs it once."""
+    return f"report-{report_id}"
+
+
 class ReportJob(BaseModel):
     """A leads report for one agent (`user_id`) over the days `start` to `end`, inclusive.
 
     Its workflow id is `report-<report_id>`, so queueing the same report twice runs it once.
     """
 
-    report_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    report_id: str = Field(pattern=REPORT_ID_PATTERN)
     user_id: int = Field(ge=1)
     start: date
     end: date
@@ -195,7 +225,7 @@ class ReportJob(BaseModel):
 
     @property
     def workflow_id(self) -> str:
-        return f"report-{self.report_id}"
+        return report_workflow_id(self.report_id)
 
     @property
     def days(self) -> int:

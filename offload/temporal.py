@@ -8,6 +8,7 @@ import logging
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
@@ -32,11 +33,17 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
-def tls_config(settings: Settings) -> TLSConfig | bool:
-    """The client's TLS: mTLS with a client certificate, server TLS with an API key, else none.
+def client_profile(settings: Settings) -> ClientConfigProfile:
+    """The settings as the SDK's client profile (`temporalio.envconfig`): address, namespace,
+    API key and TLS.
 
-    A private CA (`TEMPORAL_TLS_CA`) or a server name (`TEMPORAL_TLS_SERVER_NAME`) turns
-    TLS on too; Temporal Cloud needs neither (its certificates chain to public roots).
+    An API key turns TLS on (it travels as a bearer token, never over plain text); a client
+    certificate (mTLS), a private CA (`TEMPORAL_TLS_CA`) or a server name
+    (`TEMPORAL_TLS_SERVER_NAME`) give TLS those options. Temporal Cloud needs only the key or
+    the certificate: its certificates chain to public roots.
+
+    Raises:
+        ValueError: one of TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY without the other.
     """
     if (settings.temporal_tls_cert is None) != (settings.temporal_tls_key is None):
         raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both for mTLS, or neither")
@@ -45,19 +52,28 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
         or settings.temporal_tls_ca is not None
         or settings.temporal_tls_server_name is not None
     )
-    if not custom:
-        # An API key travels as a bearer token: never over plain text.
-        return settings.temporal_api_key is not None
-    return TLSConfig(
-        server_root_ca_cert=settings.temporal_tls_ca.read_bytes()
-        if settings.temporal_tls_ca
-        else None,
-        domain=settings.temporal_tls_server_name,
-        client_cert=settings.temporal_tls_cert.read_bytes() if settings.temporal_tls_cert else None,
-        client_private_key=settings.temporal_tls_key.read_bytes()
-        if settings.temporal_tls_key
-        else None,
+    tls = (
+        ClientConfigTLS(
+            server_name=settings.temporal_tls_server_name,
+            server_root_ca_cert=settings.temporal_tls_ca,
+            client_cert=settings.temporal_tls_cert,
+            client_private_key=settings.temporal_tls_key,
+        )
+        if custom
+        else None
     )
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return ClientConfigProfile(
+        address=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key,
+        tls=tls,
+    )
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """The client's TLS, as `client_profile` makes it: False for plain text."""
+    return client_profile(settings).to_client_connect_config().get("tls", False)
 
 
 # One runtime per metrics address and process: a runtime owns its Prometheus endpoint, and
@@ -116,15 +132,11 @@ async def connect(settings: Settings, *, serve_metrics: bool = False, lazy: bool
     Raises:
         TemporalUnavailableError: nothing answers at `TEMPORAL_ADDRESS`.
     """
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     runtime = _runtime_for(settings) if serve_metrics else None
     try:
         return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
+            **client_profile(settings).to_client_connect_config(),
             data_converter=data_converter(settings),
-            tls=tls_config(settings),
-            api_key=api_key,
             runtime=runtime,
             lazy=lazy,
         )

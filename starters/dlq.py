@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from offload import kinds
 from offload.db import create_pool
 from offload.jobs.dead_letters import (
     STATUSES,
@@ -21,6 +22,7 @@ from offload.jobs.dead_letters import (
 )
 from offload.models import DiscardRequest, RedriveRequest
 from offload.settings import Settings
+from offload.tables import table
 from offload.temporal import connect
 from starters.console import CommandError, print_json
 
@@ -42,9 +44,8 @@ def _table(rows: list[dict[str, Any]]) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header) - 1)]
-    for line in [header, *lines]:
-        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=False)), line[-1])
+    for line in table(header, lines):
+        print(line)
     print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
 
 
@@ -129,7 +130,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
 
     parser = dlq_commands.add_parser("list", help="list entries, newest failure first")
-    parser.add_argument("--kind", help="only entries of this job kind (email, report, ...)")
+    parser.add_argument(
+        "--kind", help=f"only entries of this job kind ({', '.join(kinds.names())})"
+    )
     parser.add_argument("--status", choices=STATUSES, help="only entries in this status")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=list_command)
@@ -146,7 +149,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "<workflow id>-redrive-<n>. An entry is redriven at most once.",
     )
     parser.add_argument("ids", nargs="*", metavar="ID", help="entry ids")
-    parser.add_argument("--kind", help="every dead entry of this kind")
+    parser.add_argument("--kind", help="every dead entry of this job kind")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=redrive_command)
 

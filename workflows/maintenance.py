@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         MarketRefresh,
         MarketRefreshResult,
         ReportJob,
+        ReportTuning,
         ScheduledRun,
         SessionCleanup,
         SessionCleanupResult,
@@ -139,9 +140,7 @@ class DailyReportWorkflow:
                     start=day,
                     end=day,
                     retry=job.retry,
-                    max_parallel_chunks=job.report_max_parallel_chunks,
-                    heartbeat_timeout_seconds=job.report_heartbeat_timeout_seconds,
-                    chunks_per_run=job.report_chunks_per_run,
+                    **ReportTuning.of(job).model_dump(),
                 )
                 try:
                     handle = await workflow.start_child_workflow(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -67,31 +69,29 @@ def dead_letter_handle(
 
 
 async def redrive(client: Client, settings: Settings, request: RedriveRequest) -> RedriveResult:
-    """Redrive entries.
-
-    Raises:
-        RefusedError: the workflow refused the request (the message is its reason).
-        NotFoundError: no job has been dead-lettered yet, so there is no dead-letter workflow.
-    """
-    try:
-        return await dead_letter_handle(client, settings).execute_update(
-            DeadLetterWorkflow.redrive, request
-        )
-    except (WorkflowUpdateFailedError, RPCError) as err:
-        raise _refused(err) from None
+    """Start dead entries' jobs again (errors: see `refusals`)."""
+    with refusals():
+        handle = dead_letter_handle(client, settings)
+        return await handle.execute_update(DeadLetterWorkflow.redrive, request)
 
 
 async def discard(client: Client, settings: Settings, request: DiscardRequest) -> DiscardResult:
-    """Discard entries.
+    """Mark dead entries discarded, never to be redriven (errors: see `refusals`)."""
+    with refusals():
+        handle = dead_letter_handle(client, settings)
+        return await handle.execute_update(DeadLetterWorkflow.discard, request)
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Answer a refused update of the dead-letter workflow with the client layer's errors.
 
     Raises:
         RefusedError: the workflow refused the request (the message is its reason).
         NotFoundError: no job has been dead-lettered yet, so there is no dead-letter workflow.
     """
     try:
-        return await dead_letter_handle(client, settings).execute_update(
-            DeadLetterWorkflow.discard, request
-        )
+        yield
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _refused(err) from None
 

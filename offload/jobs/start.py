@@ -12,6 +12,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from offload import queues
 from offload.settings import Settings
 
+# The idempotent start of every job: a start while the job runs returns the running one; a
+# start after it completed returns the completed one; only a failed job starts afresh.
+ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
+ID_REUSE_POLICY = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+
 ReturnT = TypeVar("ReturnT")
 SelfT = TypeVar("SelfT")
 
@@ -27,8 +32,9 @@ async def start_job(
     """Start the job workflow `run` with `job` under `workflow_id`, at most once.
 
     A start while the job runs returns the running one (USE_EXISTING); a start after it
-    completed returns the completed one instead of running it again. Only a job that
-    failed may start afresh under the same id.
+    completed returns the completed one instead of running it again (ALLOW_DUPLICATE_FAILED_ONLY
+    refuses it, and the refusal is answered with the existing job). Only a job that failed may
+    start afresh under the same id.
 
     The start asks to be eager: when a worker of this same `client` polls the workflow
     queue and has a free slot (the API and the relay inside `offload dev` or a worker
@@ -43,8 +49,8 @@ async def start_job(
             job,
             id=workflow_id,
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_conflict_policy=ID_CONFLICT_POLICY,
+            id_reuse_policy=ID_REUSE_POLICY,
             request_eager_start=True,
         )
     except WorkflowAlreadyStartedError:

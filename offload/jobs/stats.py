@@ -18,15 +18,15 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
-from temporalio import workflow
 from temporalio.api.enums.v1 import TaskQueueType, WorkflowExecutionStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from offload import queues
+from offload import kinds, queues
 from offload.settings import Settings
+from offload.tables import table
 
 CLOSED_STATUSES = ("Completed", "Failed", "TimedOut", "Terminated", "Canceled")
 
@@ -96,16 +96,8 @@ class Stats(BaseModel):
 
 
 def job_kinds() -> list[str]:
-    """The job workflow types the worker runs (not long-lived ones like the dead-letter queue)."""
-    from workers.main import WORKFLOWS
-    from workers.metrics import NOT_JOBS
-
-    names = []
-    for cls in WORKFLOWS:
-        defn = workflow._Definition.from_class(cls)
-        if defn is not None and defn.name and defn.name not in NOT_JOBS:
-            names.append(defn.name)
-    return names
+    """The workflow types of the job kinds (not long-lived ones like the dead-letter queue)."""
+    return [kind.workflow_type for kind in kinds.KINDS]
 
 
 async def queue_stats(client: Client, settings: Settings) -> list[QueueStats]:
@@ -308,20 +300,10 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return lines
-
-
 def render_table(stats: Stats) -> str:
     """The stats as a person reads them: one small table per question."""
     out = [f"offload stats at {_when(stats.collected_at)} UTC", "", "task queues"]
-    out += _table(
+    out += table(
         ["queue", "type", "backlog", "oldest", "add/s", "dispatch/s", "pollers"],
         [
             [
@@ -337,7 +319,7 @@ def render_table(stats: Stats) -> str:
         ],
     )
     out += ["", "jobs (running now; closed in the last hour)"]
-    out += _table(
+    out += table(
         ["kind", "running", "completed", "failed", "other"],
         [
             [
@@ -357,7 +339,7 @@ def render_table(stats: Stats) -> str:
     out += ["", "dead-letter queue"]
     dlq = stats.dead_letters
     if dlq.by_kind:
-        out += _table(
+        out += table(
             ["kind", "dead", "redriven", "discarded"],
             [
                 [kind, *(str(counts.get(s, 0)) for s in ("dead", "redriven", "discarded"))]
@@ -368,7 +350,7 @@ def render_table(stats: Stats) -> str:
         out.append(dlq.note or "empty")
     out += ["", "schedules"]
     if stats.schedules:
-        out += _table(
+        out += table(
             ["schedule", "state", "next run", "last run", "last result"],
             [
                 [
@@ -385,7 +367,7 @@ def render_table(stats: Stats) -> str:
         out.append("none")
     out += ["", f"latency (from {stats.metrics_source})"]
     if stats.latency:
-        out += _table(
+        out += table(
             ["measure", "count", "p50", "p95", "p99"],
             [
                 [lat.name, str(lat.count), _seconds(lat.p50), _seconds(lat.p95), _seconds(lat.p99)]
