@@ -13,12 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.after_response import AfterResponseParam
 from api.context import ApiContext, ContextParam, LeadTask
-from api.errors import BODY_ERRORS, RETRY_AFTER, ApiError, problem
+from api.errors import BODY_ERRORS, DATABASE_DOWN, RETRY_AFTER, ApiError, problem
 from api.rate_limits import ClientLimit, RateLimits, rate_limits_of
 from offload import mail
 from offload.db import QUERIES, Pool
 from offload.jobs import outbox
-from offload.models import EmailJob, content_key
+from offload.models import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    EmailJob,
+    content_key,
+)
 from offload.settings import Settings
 
 router = APIRouter(tags=["leads"])
@@ -117,6 +122,7 @@ LEAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: problem(
         "over OFFLOAD_API_CLIENT_RATE_LIMIT from this address", **{"Retry-After": RETRY_AFTER}
     ),
+    **DATABASE_DOWN,
 }
 
 
@@ -170,8 +176,8 @@ async def create_lead(
         str | None,
         Header(
             min_length=1,
-            max_length=200,
-            pattern=r"^[\x21-\x7e]+$",
+            max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
             description="a retried POST with the same key and body gets the first answer "
             "back (with `Idempotent-Replayed: true`) and creates nothing new; the same key with "
             "another body is a 422; a key is kept OFFLOAD_API_RETENTION_HOURS (24)",

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
-from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem
+from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem, unavailable
 from offload.jobs.reports import enqueue_report, new_report_job
 from offload.models import REPORT_ID_PATTERN, ReportResult, report_workflow_id
 from workflows.reports import GenerateReportWorkflow
@@ -52,7 +52,7 @@ def require_token(
 
 
 TEMPORAL_DOWN: dict[int | str, dict[str, Any]] = {
-    503: problem("Temporal is unavailable", **{"Retry-After": RETRY_AFTER})
+    503: problem("Temporal or PostgreSQL is unavailable", **{"Retry-After": RETRY_AFTER})
 }
 
 router = APIRouter(
@@ -96,10 +96,6 @@ class ReportStatus(BaseModel):
     result: Any = None
 
 
-def _temporal_down() -> ApiError:
-    return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
-
-
 @router.post(
     "/reports",
     status_code=202,
@@ -136,7 +132,7 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
         async with asyncio.timeout(settings.api_start_timeout_seconds * 5):
             await enqueue_report(context.client, settings, context.pool, job)
     except (RPCError, RuntimeError, TimeoutError):
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     location = f"/reports/{job.report_id}"
     accepted = ReportAccepted(id=job.report_id, workflow_id=job.workflow_id, status_url=location)
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": location})
@@ -162,9 +158,9 @@ async def get_report(
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise ApiError(404, f"no report {report_id!r}", field="report_id") from None
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     except (RuntimeError, TimeoutError):
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     status = description.status or WorkflowExecutionStatus.RUNNING
     answer = ReportStatus(id=report_id, workflow_id=workflow_id, status=status.name.lower())
     try:

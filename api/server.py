@@ -50,6 +50,8 @@ async def serve(
         port=port or settings.api_port,
         log_level="warning",
         access_log=False,
+        # uvicorn's own handlers would bypass the process's PersonalDataFilter: propagate.
+        log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=10,
         # Whose X-Forwarded-For sets the client address (the rate limits count by it).

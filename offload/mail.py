@@ -8,6 +8,7 @@ empty string in a customer's inbox.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import charset
@@ -85,7 +86,15 @@ def check_address(address: str) -> str:
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as err:
-        raise InvalidAddressError(f"invalid email address {address!r}: {err}") from None
+        # Name the field, not its value: this message travels into logs and failures.
+        raise InvalidAddressError(
+            f"to: not a valid email address ({_unquoted(str(err))})"
+        ) from None
+
+
+def _unquoted(reason: str) -> str:
+    # email-validator's reasons can quote parts of the address ("invalid characters: 'x'").
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
 
 
 def message_id(idempotency_key: str, mail_from: str) -> str:

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     codec_server_address: str = Field(
         "127.0.0.1:8234", validation_alias="OFFLOAD_CODEC_SERVER_ADDRESS"
     )
-    # The token the codec server wants; unset, it takes OFFLOAD_API_TOKEN's.
+    # The token the codec server wants: its own, never the API's (decrypting is not reading
+    # reports). Required when it listens beyond loopback.
     codec_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_CODEC_TOKEN")
     api_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_API_TOKEN")
 
@@ -237,9 +238,8 @@ class Settings(BaseSettings):
 
     @property
     def codec_server_token(self) -> str | None:
-        """The token the codec server checks: `OFFLOAD_CODEC_TOKEN`, else `OFFLOAD_API_TOKEN`."""
-        token = self.codec_token or self.api_token
-        return token.get_secret_value() if token is not None else None
+        """The token the codec server checks: `OFFLOAD_CODEC_TOKEN`."""
+        return self.codec_token.get_secret_value() if self.codec_token is not None else None
 
     @property
     def codec_server_url(self) -> str:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
-from offload.codec import encryption_codec
+from offload.codec import EncryptionFailureConverter, encryption_codec
 from offload.net import port_is_free, split_address
 from offload.settings import Settings
 
@@ -29,8 +31,19 @@ def data_converter(settings: Settings) -> DataConverter:
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=codec,
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        failure_converter_class=EncryptionFailureConverter,
     )
+
+
+def client_identity(settings: Settings) -> str:
+    """The SDK's default identity (`pid@host`), followed by the key ids this process holds.
+
+    Workers poll under it, so `offload stats` reads from DescribeTaskQueue which keys each
+    worker has: what a rolling key rotation must know before its next phase.
+    """
+    identity = f"{os.getpid()}@{socket.gethostname()}"
+    codec = encryption_codec(settings)
+    return identity if codec is None else f"{identity} {codec.identity_label}"
 
 
 def client_profile(settings: Settings) -> ClientConfigProfile:
@@ -137,6 +150,7 @@ async def connect(settings: Settings, *, serve_metrics: bool = False, lazy: bool
         return await Client.connect(
             **client_profile(settings).to_client_connect_config(),
             data_converter=data_converter(settings),
+            identity=client_identity(settings),
             runtime=runtime,
             lazy=lazy,
         )

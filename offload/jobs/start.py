@@ -12,10 +12,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from offload import queues
 from offload.settings import Settings
 
-# The idempotent start of every job: a start while the job runs returns the running one; a
-# start after it completed returns the completed one; only a failed job starts afresh.
+# The idempotent start of every job: the same workflow id is the same job, whatever became of
+# it (a running one is returned; a closed one, completed or failed, is never run again).
 ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
-ID_REUSE_POLICY = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+ID_REUSE_POLICY = WorkflowIDReusePolicy.REJECT_DUPLICATE
 
 ReturnT = TypeVar("ReturnT")
 SelfT = TypeVar("SelfT")
@@ -31,10 +31,11 @@ async def start_job(
 ) -> WorkflowHandle[SelfT, ReturnT]:
     """Start the job workflow `run` with `job` under `workflow_id`, at most once.
 
-    A start while the job runs returns the running one (USE_EXISTING); a start after it
-    completed returns the completed one instead of running it again (ALLOW_DUPLICATE_FAILED_ONLY
-    refuses it, and the refusal is answered with the existing job). Only a job that failed may
-    start afresh under the same id.
+    The same workflow id is the same job, whatever became of it: a start while the job
+    runs returns the running one (USE_EXISTING); a start after it closed, completed or
+    failed, returns the closed one instead of running it again (REJECT_DUPLICATE). So an
+    outbox row started twice, or a retried start whose first try landed, never runs a job
+    again: a failed job runs again only by `offload dlq redrive`, under its redrive id.
 
     The start asks to be eager: when a worker of this same `client` polls the workflow
     queue and has a free slot (the API and the relay inside `offload dev` or a worker

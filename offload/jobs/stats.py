@@ -25,8 +25,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from offload import kinds, queues
+from offload.codec import encryption_codec, held_key_ids, rotation_gaps
 from offload.settings import Settings
 from offload.tables import table
+from offload.temporal import client_identity
 
 CLOSED_STATUSES = ("Completed", "Failed", "TimedOut", "Terminated", "Canceled")
 
@@ -51,6 +53,8 @@ class QueueStats(BaseModel):
     add_rate: float
     dispatch_rate: float
     pollers: int
+    # The Temporal identity of each poller: `pid@host`, and `keys=...` when it encrypts.
+    poller_identities: list[str] = []
 
 
 class JobCounts(BaseModel):
@@ -87,9 +91,22 @@ class DeadLetterStats(BaseModel):
     note: str = ""
 
 
+class KeyStats(BaseModel):
+    """The encryption key ids of this process and of each worker polling Offload's queues.
+
+    `gaps` says what a rolling key rotation would break now: a key current in one process
+    that another cannot decrypt. Temporal lists a poller for a few minutes after it stops.
+    """
+
+    this_process: str
+    workers: dict[str, list[str]]
+    gaps: list[str]
+
+
 class Stats(BaseModel):
     collected_at: datetime
     queues: list[QueueStats]
+    keys: KeyStats | None = None
     jobs: list[JobCounts]
     dead_letters: DeadLetterStats
     schedules: list[ScheduleStats]
@@ -130,9 +147,33 @@ async def queue_stats(client: Client, settings: Settings) -> list[QueueStats]:
                 add_rate=round(stats.tasks_add_rate, 3),
                 dispatch_rate=round(stats.tasks_dispatch_rate, 3),
                 pollers=len(response.pollers),
+                poller_identities=sorted(poller.identity for poller in response.pollers),
             )
         )
     return found
+
+
+def key_stats(settings: Settings, found: list[QueueStats]) -> KeyStats | None:
+    """Which keys each worker holds, read from the pollers' identities; None unencrypted."""
+    codec = encryption_codec(settings)
+    holders = {
+        identity: keys
+        for queue in found
+        for identity in queue.poller_identities
+        if (keys := held_key_ids(identity)) is not None
+    }
+    if codec is None and not holders:
+        return None
+    if codec is not None:
+        holders[f"this process ({client_identity(settings)})"] = [
+            codec.key_id,
+            *codec.decrypt_only_ids,
+        ]
+    return KeyStats(
+        this_process=codec.describe() if codec else "unencrypted (OFFLOAD_ENCRYPTION_KEY unset)",
+        workers={who: keys for who, keys in holders.items() if not who.startswith("this ")},
+        gaps=rotation_gaps(holders),
+    )
 
 
 async def job_counts(client: Client, settings: Settings, now: datetime) -> list[JobCounts]:
@@ -271,9 +312,11 @@ async def collect_stats(client: Client, settings: Settings, metrics_url: str) ->
     """Everything `offload stats` shows, collected now."""
     now = datetime.now(UTC)
     text = await asyncio.to_thread(scrape, metrics_url) if metrics_url else None
+    found = await queue_stats(client, settings)
     return Stats(
         collected_at=now,
-        queues=await queue_stats(client, settings),
+        queues=found,
+        keys=key_stats(settings, found),
         jobs=await job_counts(client, settings, now),
         dead_letters=await dead_letter_stats(client, settings),
         schedules=await schedule_stats(client, settings),
@@ -367,6 +410,18 @@ def render_table(stats: Stats) -> str:
         )
     else:
         out.append("none")
+    if stats.keys is not None:
+        out += ["", f"encryption keys: this process {stats.keys.this_process}"]
+        out += table(
+            ["worker", "encrypts with", "also decrypts"],
+            [
+                [who, keys[0], ", ".join(keys[1:]) or "-"]
+                for who, keys in sorted(stats.keys.workers.items())
+            ],
+        )
+        out += [f"rotation: {gap}" for gap in stats.keys.gaps] or [
+            "rotation: every process decrypts every current key"
+        ]
     out += ["", f"latency (from {stats.metrics_source})"]
     if stats.latency:
         out += table(

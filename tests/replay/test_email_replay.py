@@ -1,27 +1,31 @@
-"""SendEmailWorkflow histories recorded before the fast path replay against today's code.
-
-`send-email-activity-v1.json` (sent) and `send-email-activity-dead-lettered-v1.json` (refused
-with 550, dead-lettered) were recorded from real runs of the code that scheduled
-`send_email` on the email queue first; `workflow.patched` keeps them on that path.
-"""
+"""SendEmailWorkflow replays a history recorded before its job activities' retry policy
+named `EncryptionKeyError` non-retryable: a dead-lettered email (550, then the entry)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.email import SendEmailWorkflow
 
-HISTORIES = Path(__file__).parent / "histories"
+HISTORY = Path(__file__).parent / "histories" / "email-dead-lettered.json"
 
 
-@pytest.mark.parametrize("name", ["send-email-activity-v1", "send-email-activity-dead-lettered-v1"])
-async def test_an_email_history_from_before_the_fast_path_replays(name: str) -> None:
-    history = WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text())
+async def test_the_recorded_dead_lettered_email_replays() -> None:
+    text = HISTORY.read_text()
+    scheduled = [
+        event["activityTaskScheduledEventAttributes"]
+        for event in json.loads(text)["events"]
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    ]
+    assert [s["activityType"]["name"] for s in scheduled] == ["send_email", "record_dead_letter"]
+    # Recorded by the code before the change: its policy names no non-retryable type.
+    assert "nonRetryableErrorTypes" not in scheduled[0]["retryPolicy"]
+
     replayer = Replayer(workflows=[SendEmailWorkflow], data_converter=pydantic_data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    result = await replayer.replay_workflow(WorkflowHistory.from_json("email-recorded", text))
     assert result.replay_failure is None
