@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .DEFAULT_GOAL := help
 
@@ -14,6 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 venv: $(STAMP) ## create .venv and install Offload with its dev tools
 
@@ -31,7 +36,7 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP) ## benchmarks beside the bare engine, one table of figures and goals (< 10 min)
+bench: $(BENCH_STAMP) ## benchmarks beside the bare engine and DBOS, procrastinate, Celery (< 10 min)
 	$(BIN)/python -m bench
 
 chaos: $(STAMP) ## 500 emails and a report through worker kills, SMTP and Temporal outages; checks none is lost

@@ -158,11 +158,27 @@ class EmailActivities:
         await self.smtp.close()
 
     @activity.defn
+    async def try_send_email(self, job: EmailJob) -> EmailResult | None:
+        """The first attempt of an email job, as a local activity in the workflow worker.
+
+        None, sending nothing, when this worker has an SMTP rate limit: only the email
+        queue holds it across workers, so the job goes there. Otherwise `send_email`.
+        """
+        if self.settings.email_rate_limit_per_second is not None:
+            return None
+        return await self.send_email(job)
+
+    @activity.defn
     async def send_email(self, job: EmailJob) -> EmailResult:
-        """Send `job` unless its idempotency key is in `email_log` already.
+        """Send `job` unless its idempotency key is in `email_log` already (`deliver`)."""
+        return await self.deliver(job, workflow_id=activity.info().workflow_id)
+
+    async def deliver(self, job: EmailJob, *, workflow_id: str | None) -> EmailResult:
+        """Send `job` unless its idempotency key is in `email_log` already; log it as sent.
 
         The `Message-ID` comes from the key, so if the worker dies between sending and
-        logging, the one extra copy a retry sends carries the same `Message-ID`.
+        logging, the one extra copy a retry sends carries the same `Message-ID`. The
+        benchmarks' peers (bench/peers.py) call this too, so they do the same work.
         """
         found = await self.pool.fetchrow(QUERIES.find_email_log, job.idempotency_key)
         if found is not None:
@@ -203,7 +219,7 @@ class EmailActivities:
             message_id,
             to,
             job.template,
-            activity.info().workflow_id,
+            workflow_id,
             sent_at,
         )
         # The template name and key only: addresses are personal data and stay out of logs.
