@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors, health, leads, reports
+from api import dead_letter_page, errors, health, leads, reports
 from api.after_response import AfterResponseRunner
 from api.context import ApiContext, LeadTask
 from api.limits import RequestLimits
@@ -63,4 +63,5 @@ def create_app(
     app.include_router(leads.router)
     app.include_router(reports.router)
     app.include_router(health.router)
+    app.include_router(dead_letter_page.router)
     return app
