@@ -14,7 +14,7 @@ import jinja2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from offload import mail
+from offload import mail, tracing
 from offload.db import QUERIES, Pool
 from offload.models import EmailJob, EmailResult
 from offload.settings import Settings
@@ -189,8 +189,9 @@ class EmailActivities:
             idempotency_key=job.idempotency_key,
         )
         try:
-            async with self.smtp.connection() as smtp:
-                await smtp.send_message(message)
+            with tracing.span("smtp send", template=job.template):
+                async with self.smtp.connection() as smtp:
+                    await smtp.send_message(message)
         except aiosmtplib.SMTPException as err:
             raise classify_smtp_error(err) from err
         except OSError as err:

@@ -13,6 +13,7 @@ from api.after_response import AfterResponseRunner
 from api.context import ApiContext, LeadTask
 from api.limits import RequestLimits
 from api.metrics import ApiMetrics
+from offload import tracing
 from offload.db import Pool
 from offload.settings import Settings
 
@@ -64,4 +65,5 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(health.router)
     app.include_router(dead_letter_page.router)
+    tracing.instrument_api(app)
     return app

@@ -11,6 +11,7 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
+from offload import tracing
 from offload.codec import encryption_codec
 from offload.devstack import port_is_free, split_address
 from offload.settings import Settings
@@ -127,6 +128,7 @@ async def connect(settings: Settings, *, serve_metrics: bool = False, lazy: bool
             api_key=api_key,
             runtime=runtime,
             lazy=lazy,
+            interceptors=tracing.client_interceptors(),
         )
     except RuntimeError as err:
         raise TemporalUnavailableError(

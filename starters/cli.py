@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from offload import tracing
 from offload.db import DatabaseUnavailableError
 from offload.devstack import PortInUseError
 from offload.settings import Settings
@@ -49,6 +50,7 @@ async def run(argv: Sequence[str] | None = None) -> int:
     # httpx logs every request's full URL, and a feed URL may carry a token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
+        tracing.configure()
         settings = Settings()
         code: int = await args.handler(args, settings)
         return code
@@ -57,6 +59,9 @@ async def run(argv: Sequence[str] | None = None) -> int:
         return 2
     except ValidationError as err:
         fail(f"invalid settings or input:\n{err}")
+        return 2
+    except tracing.TracingConfigError as err:
+        fail(str(err))
         return 2
     except (PortInUseError, TemporalUnavailableError, DatabaseUnavailableError) as err:
         fail(str(err))
@@ -78,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception:
         traceback.print_exc()
         code = 1
+    tracing.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

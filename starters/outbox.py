@@ -22,6 +22,7 @@ from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel
 from temporalio.client import Client
 
+from offload import tracing
 from offload.db import QUERIES, Pool
 from offload.models import EmailJob
 from offload.settings import Settings
@@ -53,8 +54,14 @@ async def write(conn: PoolConnectionProxy, kind: str, workflow_id: str, job: Bas
     """
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
+    # The caller's trace (the request's), for the relay to join if it starts the job.
+    trace = tracing.carrier()
     row_id: int | None = await conn.fetchval(
-        QUERIES.insert_outbox, kind, workflow_id, job.model_dump_json()
+        QUERIES.insert_outbox,
+        kind,
+        workflow_id,
+        job.model_dump_json(),
+        json.dumps(trace) if trace else None,
     )
     if row_id is None:
         row_id = await conn.fetchval("SELECT id FROM outbox WHERE workflow_id = $1", workflow_id)
@@ -111,8 +118,10 @@ class OutboxRelay:
             )
             for row in rows:
                 try:
+                    trace = json.loads(row["trace_context"] or "null")
                     async with asyncio.timeout(self.settings.api_start_timeout_seconds * 5):
-                        await start(self.client, self.settings, row["kind"], row["payload"])
+                        with tracing.span("outbox relay start", parent=trace, kind=row["kind"]):
+                            await start(self.client, self.settings, row["kind"], row["payload"])
                 except Exception as err:
                     # Recorded in this transaction; the row stays pending and goes to the back.
                     await conn.execute(
