@@ -79,6 +79,7 @@ def test_every_part_of_the_stack_is_there(services: dict[str, dict[str, Any]]) -
         "mailpit",
         "prometheus",
         "grafana",
+        "jaeger",
         *APP_SERVICES,
     }
     assert services["temporal"]["image"].startswith("temporalio/server:")
@@ -119,6 +120,7 @@ def test_published_ports_are_distinct_and_workers_publish_none(
         "8025": "mailpit",
         "9090": "prometheus",
         "3000": "grafana",
+        "16686": "jaeger",
     }
     for name in WORKERS:
         # `--scale worker=N` needs replicas without fixed names or host ports.
@@ -191,6 +193,22 @@ def test_the_app_reaches_the_services_of_the_stack(services: dict[str, dict[str,
     ui = environment(services["temporal-ui"])
     assert ui["TEMPORAL_CODEC_ENDPOINT"] == "http://localhost:8234"
     assert env["TEMPORAL_UI_URL"] == "http://localhost:8080"
+
+
+def test_the_api_and_the_workers_send_their_traces_to_jaeger(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    names = set()
+    for name in ("api", *WORKERS):
+        env = environment(services[name])
+        assert env["OTEL_TRACES_EXPORTER"] == "${OTEL_TRACES_EXPORTER:-otlp}", name
+        endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        # OTLP over HTTP, the protocol offload/tracing.py exports with.
+        assert (endpoint.hostname, endpoint.port) == ("jaeger", 4318), name
+        names.add(env["OTEL_SERVICE_NAME"])
+    assert names == {"offload-api", "offload-worker"}
+    assert environment(services["jaeger"])["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert services["jaeger"]["image"].startswith("jaegertracing/")
 
 
 def test_prometheus_scrapes_every_worker_and_grafana_shows_offload_metrics(
