@@ -37,6 +37,14 @@ def printed_spans(text: str) -> list[dict[str, Any]]:
     return spans
 
 
+async def answers(http: httpx.AsyncClient) -> bool:
+    try:
+        await http.get("/healthz")
+    except httpx.ConnectError:
+        return False
+    return True
+
+
 async def test_a_lead_prints_spans_of_the_api_and_the_worker_in_one_trace(
     settings: Settings, smtp_sink: SmtpSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,11 +56,16 @@ async def test_a_lead_prints_spans_of_the_api_and_the_worker_in_one_trace(
         dev = offload_process(settings, "dev", stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
-        while "ready" not in log.read_text():
+        # A line of its own: a printed span can quote SQL that says "already".
+        while "\nready: " not in log.read_text():
             assert dev.poll() is None and time.monotonic() < deadline, log.read_text()
             await asyncio.sleep(0.1)
         lead = {"name": "Ada Lovelace", "email": "ada@example.com"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as http:
+            # `offload dev` prints "ready" just before its API binds: wait until it answers.
+            while not await answers(http):
+                assert dev.poll() is None and time.monotonic() < deadline, log.read_text()
+                await asyncio.sleep(0.1)
             posted = await http.post("/leads", json=lead)
         assert posted.status_code == 201, posted.text
         while not any(s["name"] == "smtp send" for s in printed_spans(log.read_text())):
