@@ -29,11 +29,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.context import ApiContext, ContextParam
 from offload.db import QUERIES
+from offload.jobs.dead_letters import STATUSES, check_ids, discard, redrive
+from offload.jobs.errors import JobInputError
+from offload.jobs.start import workflow_ui_url
 from offload.models import DiscardRequest, RedriveRequest
 from offload.settings import Settings
-from starters.console import CommandError
-from starters.dlq import STATUSES, check_ids, discard, redrive
-from starters.jobs import workflow_ui_url
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
@@ -336,7 +336,7 @@ async def _act(
         back = _page_url(*_filters(kind, status), reveal=False)
         try:
             ids = check_ids([i for i in form.get("ids", []) if i])
-        except CommandError as err:
+        except JobInputError as err:
             raise PageError(400, "ids", str(err)) from None
         if not ids:
             raise PageError(400, "ids", "choose at least one entry")
@@ -351,7 +351,7 @@ async def _act(
         else:
             discarded = await discard(context.client, settings, DiscardRequest(ids=ids))
             text = f"discarded {', '.join(discarded.discarded) or 'nothing'}"
-    except CommandError as err:
+    except JobInputError as err:
         return _redirect(back, ("error", str(err)))
     return _redirect(back, ("ok", text))
 

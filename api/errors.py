@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from offload.jobs.errors import JobInputError
+
 
 class FieldError(BaseModel):
     """One thing wrong with a request: the field (None for the request as a whole), and why."""
@@ -70,6 +72,12 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.errors, exc.headers)
 
 
+async def _job_input_error(request: Request, exc: Exception) -> JSONResponse:
+    # The client layer's refusals read the same here as in the CLI: its message, its field.
+    assert isinstance(exc, JobInputError)
+    return error_response(422, [FieldError(field=exc.field, message=str(exc))])
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return error_response(
@@ -80,9 +88,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Answer validation errors, `ApiError` and HTTP errors as `ErrorBody`."""
+    """Answer validation errors, `ApiError`, `JobInputError` and HTTP errors as `ErrorBody`."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(JobInputError, _job_input_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 

@@ -17,9 +17,9 @@ from api.context import ApiContext, ContextParam, LeadTask
 from api.errors import ERROR_RESPONSES, ApiError
 from offload import mail
 from offload.db import QUERIES, Pool
+from offload.jobs import outbox
 from offload.models import EmailJob, content_key
 from offload.settings import Settings
-from starters import outbox
 
 router = APIRouter(tags=["leads"])
 

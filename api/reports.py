@@ -17,10 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
 from api.errors import ERROR_RESPONSES, ApiError
-from offload.db import QUERIES
+from offload.jobs.reports import enqueue_report, new_report_job
 from offload.models import ReportResult
-from starters.jobs import start_job
-from starters.report import new_report_job
 from workflows.reports import GenerateReportWorkflow
 
 REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
@@ -98,15 +96,7 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
     The same `report_id` twice is one report: the second answer points at the first.
     """
     settings = context.settings
-    if body.end < body.start:
-        raise ApiError(422, f"{body.end} is before start {body.start}", field="end")
-    days = (body.end - body.start).days + 1
-    if days > settings.report_max_days:
-        raise ApiError(
-            422, f"the range spans {days} days; at most {settings.report_max_days}", field="end"
-        )
-    if await context.pool.fetchrow(QUERIES.find_agent, body.user_id) is None:
-        raise ApiError(422, f"no agent with id {body.user_id}", field="user_id")
+    # Bad input raises `JobInputError`, which the app answers as a 422 naming the field.
     job = new_report_job(
         settings,
         report_id=body.report_id or uuid.uuid4().hex,
@@ -116,13 +106,7 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
     )
     try:
         async with asyncio.timeout(settings.api_start_timeout_seconds * 5):
-            await start_job(
-                context.client,
-                settings,
-                GenerateReportWorkflow.run,
-                job,
-                workflow_id=job.workflow_id,
-            )
+            await enqueue_report(context.client, settings, context.pool, job)
     except (RPCError, RuntimeError, TimeoutError):
         raise _temporal_down() from None
     location = f"/reports/{job.report_id}"

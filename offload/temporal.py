@@ -13,7 +13,7 @@ from temporalio.service import TLSConfig
 
 from offload import tracing
 from offload.codec import encryption_codec
-from offload.devstack import port_is_free, split_address
+from offload.net import port_is_free, split_address
 from offload.settings import Settings
 
 log = logging.getLogger(__name__)

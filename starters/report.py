@@ -4,75 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from datetime import date
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from offload.db import QUERIES, Pool, create_pool
-from offload.models import ReportJob, ReportProgress, ReportResult
+from offload.db import create_pool
+from offload.jobs.reports import enqueue_report, new_report_job
+from offload.jobs.start import workflow_ui_url
+from offload.models import ReportProgress, ReportResult
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
 from starters.db import parse_day
-from starters.jobs import start_job, workflow_ui_url
 from workflows.reports import GenerateReportWorkflow
-
-
-def report_job(
-    settings: Settings, *, report_id: str, user_id: int, start: str, end: str
-) -> ReportJob:
-    """The job for these inputs, with the tuning from settings.
-
-    Raises:
-        CommandError: a malformed date, end before start, or a range over the maximum.
-    """
-    first, last = parse_day(start, "--start"), parse_day(end, "--end")
-    if last < first:
-        raise CommandError(f"--end {last} is before --start {first}")
-    days = (last - first).days + 1
-    if days > settings.report_max_days:
-        raise CommandError(
-            f"--start/--end span {days} days; at most {settings.report_max_days} "
-            "(OFFLOAD_REPORT_MAX_DAYS)"
-        )
-    if not report_id or user_id < 1:
-        raise CommandError("--report-id must be non-empty and --user-id positive")
-    try:
-        return new_report_job(settings, report_id=report_id, user_id=user_id, start=first, end=last)
-    except ValueError as err:
-        raise CommandError(f"--report-id: {err}") from None
-
-
-def new_report_job(
-    settings: Settings, *, report_id: str, user_id: int, start: date, end: date
-) -> ReportJob:
-    """The job for checked inputs, with the tuning from settings (the CLI and the API)."""
-    return ReportJob(
-        report_id=report_id,
-        user_id=user_id,
-        start=start,
-        end=end,
-        retry=settings.retry,
-        max_parallel_chunks=settings.report_max_parallel_chunks,
-        heartbeat_timeout_seconds=settings.report_heartbeat_timeout_seconds,
-        chunks_per_run=settings.report_chunks_per_run,
-    )
-
-
-async def enqueue_report(
-    client: Client, settings: Settings, pool: Pool, job: ReportJob
-) -> WorkflowHandle[GenerateReportWorkflow, ReportResult]:
-    """Queue `job` once its agent is known; the same report id queued twice runs once.
-
-    Raises:
-        CommandError: the agent `job.user_id` does not exist.
-    """
-    if await pool.fetchrow(QUERIES.find_agent, job.user_id) is None:
-        raise CommandError(f"--user-id: no agent with id {job.user_id}")
-    return await start_job(
-        client, settings, GenerateReportWorkflow.run, job, workflow_id=job.workflow_id
-    )
 
 
 def describe_progress(progress: ReportProgress) -> str:
@@ -107,8 +51,12 @@ async def report_command(args: argparse.Namespace, settings: Settings) -> int:
     ]
     if missing:
         raise CommandError(f"missing {', '.join(missing)}")
-    job = report_job(
-        settings, report_id=args.report_id, user_id=args.user_id, start=args.start, end=args.end
+    job = new_report_job(
+        settings,
+        report_id=args.report_id,
+        user_id=args.user_id,
+        start=parse_day(args.start, "--start"),
+        end=parse_day(args.end, "--end"),
     )
     pool = await create_pool(settings, max_size=1)
     try:

@@ -16,11 +16,11 @@ from temporalio.client import Client, WorkflowFailureError
 
 from api.app import create_app
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
+from offload.jobs.dead_letters import find_dead_letter, list_dead_letters
+from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
 from offload.settings import Settings
-from starters.dlq import find_dead_letter, list_dead_letters
-from starters.email import enqueue_email
 from tests.api import eventually, serving
 
 TOKEN = "operator-token-" + uuid.uuid4().hex

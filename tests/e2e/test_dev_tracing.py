@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from offload.devstack import SmtpSink, free_port
+from offload.dev.stack import SmtpSink
+from offload.net import free_port
 from offload.settings import Settings
 from tests.harness import offload_process
 

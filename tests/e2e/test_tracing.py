@@ -19,11 +19,11 @@ from api.app import create_app
 from api.leads import LeadIn, confirmation_email
 from offload import tracing
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
+from offload.jobs import outbox
+from offload.jobs.outbox import OutboxRelay
 from offload.settings import Settings
 from offload.temporal import connect
-from starters import outbox
-from starters.outbox import OutboxRelay
 from tests.api import delivered, eventually, serving
 from tests.harness import running_worker
 

@@ -21,7 +21,8 @@ from temporalio.client import (
 
 from offload import mail, queues
 from offload.db import Pool
-from offload.devstack import SampleFeedServer, SmtpSink, TemporalDevServer, find_binary
+from offload.dev.stack import SampleFeedServer, SmtpSink, TemporalDevServer, find_binary
+from offload.jobs.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
 from offload.models import (
     DailyReportResult,
     DigestResult,
@@ -31,7 +32,6 @@ from offload.models import (
     SessionCleanupResult,
 )
 from offload.settings import Settings
-from starters.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
 from tests.harness import run_offload
 from workflows.maintenance import SendDigestEmailsWorkflow
 

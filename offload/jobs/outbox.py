@@ -24,9 +24,9 @@ from temporalio.client import Client
 
 from offload import tracing
 from offload.db import QUERIES, Pool
+from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
 from offload.settings import Settings
-from starters.email import enqueue_email
 
 log = logging.getLogger(__name__)
 
