@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 from offload.dev.stack import SmtpSink
 from offload.net import free_port
 from offload.settings import Settings
-from tests.harness import offload_process
+from tests.harness import running_dev
 
 
 def printed_spans(text: str) -> list[dict[str, Any]]:
@@ -38,14 +37,6 @@ def printed_spans(text: str) -> list[dict[str, Any]]:
     return spans
 
 
-async def answers(http: httpx.AsyncClient) -> bool:
-    try:
-        await http.get("/healthz")
-    except httpx.ConnectError:
-        return False
-    return True
-
-
 async def test_a_lead_prints_spans_of_the_api_and_the_worker_in_one_trace(
     settings: Settings, smtp_sink: SmtpSink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -53,29 +44,16 @@ async def test_a_lead_prints_spans_of_the_api_and_the_worker_in_one_trace(
     monkeypatch.setenv("OTEL_SERVICE_NAME", "offload-dev-test")
     settings = settings.model_copy(update={"api_port": free_port(), "metrics_address": ""})
     log = tmp_path / "dev.log"
-    with log.open("wb") as out:
-        dev = offload_process(settings, "dev", stdout=out, stderr=out)
-    try:
+    async with running_dev(settings, log) as dev:
         deadline = time.monotonic() + 60
-        # A line of its own: a printed span can quote SQL that says "already".
-        while "\nready: " not in log.read_text():
-            assert dev.poll() is None and time.monotonic() < deadline, log.read_text()
-            await asyncio.sleep(0.1)
         lead = {"name": "Ada Lovelace", "email": "ada@example.com"}
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as http:
-            # `offload dev` prints "ready" just before its API binds: wait until it answers.
-            while not await answers(http):
-                assert dev.poll() is None and time.monotonic() < deadline, log.read_text()
-                await asyncio.sleep(0.1)
             posted = await http.post("/leads", json=lead)
         assert posted.status_code == 201, posted.text
         while not any(s["name"] == "smtp send" for s in printed_spans(log.read_text())):
             assert time.monotonic() < deadline, log.read_text()
             await asyncio.sleep(0.1)
-    finally:
-        dev.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(dev.wait, 30)
-    assert code == 0, log.read_text()
+    assert dev.returncode == 0, log.read_text()
     spans = printed_spans(log.read_text())
     [request] = [s for s in spans if s["name"] == "POST /leads" and s["parent_id"] is None]
     trace = {s["name"] for s in spans if s["context"]["trace_id"] == request["context"]["trace_id"]}

@@ -56,6 +56,11 @@ def named(spans: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
     return [s for s in spans.get_finished_spans() if s.name.startswith(prefix)]
 
 
+async def sent(spans: InMemorySpanExporter) -> list[ReadableSpan]:
+    """The spans of SMTP sends so far."""
+    return named(spans, "smtp send")
+
+
 def trace_id(span: ReadableSpan) -> int:
     assert span.context is not None
     return span.context.trace_id
@@ -78,10 +83,7 @@ async def test_one_trace_runs_from_the_request_through_the_workflow_to_the_smtp_
         assert posted.status_code == 201, posted.text
         await delivered(smtp_sink, 1)
 
-        async def sent() -> list[ReadableSpan]:
-            return named(spans, "smtp send")
-
-        [send] = await eventually(sent)
+        [send] = await eventually(lambda: sent(spans))
     [request] = [s for s in named(spans, "POST /leads") if s.parent is None]
     trace = [s for s in spans.get_finished_spans() if trace_id(s) == trace_id(request)]
     names = {s.name for s in trace}
@@ -115,10 +117,7 @@ async def test_a_job_the_relay_starts_joins_the_trace_of_the_request_that_queued
         assert await OutboxRelay(traced_client, relay_settings, pool).relay_once() == 1
         await delivered(smtp_sink, 1)
 
-        async def sent() -> list[ReadableSpan]:
-            return named(spans, "smtp send")
-
-        [send] = await eventually(sent)
+        [send] = await eventually(lambda: sent(spans))
     [relay] = named(spans, "outbox relay start")
     assert relay.parent is not None and relay.parent.span_id == request.context.span_id
     assert trace_id(relay) == trace_id(send) == trace_id(request)
