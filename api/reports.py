@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
-from api.errors import ERROR_RESPONSES, ApiError
+from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem
 from offload.jobs.reports import enqueue_report, new_report_job
 from offload.models import ReportResult
 from workflows.reports import GenerateReportWorkflow
@@ -24,7 +24,11 @@ from workflows.reports import GenerateReportWorkflow
 REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 QUERY_TIMEOUT_SECONDS = 2.0
 
-_bearer = HTTPBearer(auto_error=False, description="OFFLOAD_API_TOKEN")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="`Authorization: Bearer <OFFLOAD_API_TOKEN>`, compared in constant time; a "
+    "server without OFFLOAD_API_TOKEN (a laptop's) leaves these routes open",
+)
 
 
 def require_token(
@@ -48,11 +52,19 @@ def require_token(
         )
 
 
+TEMPORAL_DOWN: dict[int | str, dict[str, Any]] = {
+    503: problem("Temporal is unavailable", **{"Retry-After": RETRY_AFTER})
+}
+
 router = APIRouter(
     tags=["reports"],
     dependencies=[Depends(require_token)],
-    responses={**ERROR_RESPONSES, 503: ERROR_RESPONSES[422] | {"description": "Temporal down"}},
+    responses={**UNAUTHORIZED, **TEMPORAL_DOWN},
 )
+
+# The largest integer every JSON parser reads exactly (RFC 7493, I-JSON): a bigger id would
+# reach some clients rounded.
+MAX_JSON_INTEGER = 2**53 - 1
 
 
 class ReportRequest(BaseModel):
@@ -65,7 +77,7 @@ class ReportRequest(BaseModel):
         pattern=REPORT_ID_PATTERN,
         description="names the report; the same id twice is one report (default: a new uuid)",
     )
-    user_id: int = Field(ge=1, le=2**63 - 1)
+    user_id: int = Field(ge=1, le=MAX_JSON_INTEGER)
     start: date
     end: date
 
@@ -89,7 +101,24 @@ def _temporal_down() -> ApiError:
     return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
 
 
-@router.post("/reports", status_code=202, response_model=ReportAccepted)
+@router.post(
+    "/reports",
+    status_code=202,
+    response_model=ReportAccepted,
+    responses={
+        202: {
+            "description": "started (or, for a known `report_id`, already started)",
+            "headers": {
+                "Location": {"description": "its status URL", "schema": {"type": "string"}}
+            },
+        },
+        **BODY_ERRORS,
+        422: problem(
+            "invalid fields, each named; `end` before `start` or past OFFLOAD_REPORT_MAX_DAYS "
+            "after it; no agent with `user_id`"
+        ),
+    },
+)
 async def create_report(body: ReportRequest, context: ContextParam) -> Any:
     """Start the report job and answer at once; `Location` is where its status is.
 
@@ -117,7 +146,10 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
 @router.get(
     "/reports/{report_id}",
     response_model=ReportStatus,
-    responses={404: ERROR_RESPONSES[422] | {"description": "no report with this id"}},
+    responses={
+        404: problem("no report with this id"),
+        422: problem("a `report_id` out of pattern"),
+    },
 )
 async def get_report(
     report_id: Annotated[str, Path(pattern=REPORT_ID_PATTERN)], context: ContextParam
