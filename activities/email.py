@@ -14,7 +14,7 @@ import jinja2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from offload import mail
+from offload import mail, tracing
 from offload.db import QUERIES, Pool
 from offload.logs import redact_addresses
 from offload.models import EmailJob, EmailResult
@@ -206,8 +206,9 @@ class EmailActivities:
             raise permanent("TemplateError", f"template {job.template!r}: {err}") from None
         message_id, to = composed.message_id, composed.to
         try:
-            async with self.smtp.connection() as smtp:
-                await smtp.send_message(composed.message)
+            with tracing.span("smtp send", template=job.template):
+                async with self.smtp.connection() as smtp:
+                    await smtp.send_message(composed.message)
         except aiosmtplib.SMTPException as err:
             raise classify_smtp_error(err) from err
         except OSError as err:
