@@ -1,8 +1,14 @@
-"""SendEmailWorkflow: one email job, its activity retried with exponential backoff.
+"""SendEmailWorkflow: one email job, its send retried with exponential backoff.
 
-A send that fails for good is dead-lettered (`run_job`) before the job fails; while the
-email kind is paused the job waits (`run_unless_paused`); a cancelled job lets a send in
-progress finish rather than leave it half done.
+The fast path: the first attempt runs as a local activity in the workflow worker, in the
+same workflow task that starts the job, so an email that goes through costs no trip
+through the server's activity matching. A retryable failure of that attempt hands the job
+to `send_email` on the email queue, with the rest of its attempts and the backoff it would
+have had; a worker with an SMTP rate limit (`OFFLOAD_EMAIL_RATE_LIMIT_PER_SECOND`, which
+holds across workers only on the queue), or a paused email kind, declines the local attempt
+and the job goes to the queue at once. On the queue, while the email kind is paused the job
+waits (`run_unless_paused`). A send that fails for good is dead-lettered (`run_job`) before
+the job fails; a cancelled job lets a send in progress finish rather than leave it half done.
 """
 
 from __future__ import annotations
@@ -10,47 +16,102 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from offload import queues
-    from offload.models import EmailJob, EmailResult
+    from offload.models import EmailJob, EmailResult, RetryConfig
     from workflows.dead_letters import run_job
     from workflows.pause import run_unless_paused
+    from workflows.policies import after_first_attempt
 
 # Runs started before cancellation waited for the send stopped waiting for it (TRY_CANCEL).
 CANCEL_WAITS_FOR_SEND = "email-cancel-waits-for-send"
+# Histories from before the fast path scheduled `send_email` on the queue first.
+LOCAL_FIRST_ATTEMPT = "send-email-local-first-attempt"
+# One SMTP conversation; the timeout bounds a server that stops answering.
+SEND_TIMEOUT = timedelta(seconds=60)
 
 
 @workflow.defn
 class SendEmailWorkflow:
     """Send one email; the workflow id `email-<idempotency key>` makes queueing it idempotent."""
 
+    def __init__(self) -> None:
+        # Attempts made before the queued activity: the dead-letter entry counts them too.
+        self.local_attempts = 0
+        self.cancellation = ActivityCancellationType.TRY_CANCEL
+
     @workflow.run
     async def run(self, job: EmailJob) -> EmailResult:
         # Cancelled while an attempt is on the wire, the job waits for that attempt to end:
         # the message is sent and logged, or not sent at all, and the job says which.
         # Between attempts (waiting to retry, or paused) a cancel takes effect at once.
-        cancellation = (
-            ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-            if workflow.patched(CANCEL_WAITS_FOR_SEND)
-            else ActivityCancellationType.TRY_CANCEL
-        )
-        return await run_job(
+        if workflow.patched(CANCEL_WAITS_FOR_SEND):
+            self.cancellation = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        return await run_job("email", job, lambda: self.send(job), lambda: self.local_attempts)
+
+    async def send(self, job: EmailJob) -> EmailResult:
+        if not workflow.patched(LOCAL_FIRST_ATTEMPT):
+            return await self.send_on_queue(job, job.retry)
+        self.local_attempts = 1
+        try:
+            sent = await workflow.execute_local_activity_method(
+                EmailActivities.try_send_email,
+                job,
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+                cancellation_type=self.cancellation,
+            )
+        except (ActivityError, ApplicationError, TimeoutError) as err:
+            cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+            if self.worth_queueing(job, cause):
+                return await self.retry_on_queue(job)
+            if isinstance(err, ActivityError):
+                raise
+            # A local activity's failure arrives unwrapped: wrap it as a queued activity's is,
+            # so the job fails (and is dead-lettered) the same way on either path.
+            raise ActivityError(
+                "local activity failed",
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type="try_send_email",
+                activity_id="",
+                retry_state=None,
+            ) from err
+        if sent is not None:
+            return sent
+        # This worker sends through the rate-limited queue, or the kind is paused: the
+        # attempt made nothing.
+        self.local_attempts = 0
+        return await self.send_on_queue(job, job.retry)
+
+    @staticmethod
+    def worth_queueing(job: EmailJob, err: BaseException) -> bool:
+        """Whether a failed first attempt leaves attempts that could heal it."""
+        if isinstance(err, CancelledError) or job.retry.maximum_attempts == 1:
+            return False
+        return not (isinstance(err, ApplicationError) and err.non_retryable)
+
+    async def retry_on_queue(self, job: EmailJob) -> EmailResult:
+        # The backoff the second attempt would have waited for on the queue.
+        await workflow.sleep(job.retry.initial_interval)
+        return await self.send_on_queue(job, after_first_attempt(job.retry))
+
+    async def send_on_queue(self, job: EmailJob, retry: RetryConfig) -> EmailResult:
+        return await run_unless_paused(
             "email",
-            job,
-            lambda: run_unless_paused(
-                "email",
-                job.retry,
-                lambda retry: workflow.execute_activity_method(
-                    EmailActivities.send_email,
-                    job,
-                    task_queue=queues.sibling(workflow.info().task_queue, queues.EMAIL),
-                    # One SMTP conversation; the timeout bounds a server that stops answering.
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=retry,
-                    cancellation_type=cancellation,
-                ),
+            retry,
+            lambda policy: workflow.execute_activity_method(
+                EmailActivities.send_email,
+                job,
+                task_queue=queues.sibling(workflow.info().task_queue, queues.EMAIL),
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=policy,
+                cancellation_type=self.cancellation,
             ),
         )

@@ -75,6 +75,13 @@ async def start_job(
     A delayed job (`options`) is the same: visible at once, started once at its time. The
     priority is `options.priority`, else the default of `kind`; its activities inherit it.
 
+    The start asks to be eager (a delayed one cannot be): when a worker of this same
+    `client` polls the workflow queue and has a free slot (the API and the relay inside
+    `offload dev` or a worker process), the server hands it the first workflow task in the
+    start's answer, a trip through matching saved. A client with no such worker does not
+    ask (the SDK checks), and the task goes through the queue as usual; the job is durable
+    either way, since the server records the start before it answers.
+
     Raises:
         JobInputError: `options` give both a delay and a time, or a time without a zone.
     """
@@ -91,6 +98,7 @@ async def start_job(
             id_reuse_policy=ID_REUSE_POLICY,
             priority=Priority(priority_key=priority) if priority else Priority.default,
             start_delay=start_delay,
+            request_eager_start=start_delay is None,
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(run, workflow_id)

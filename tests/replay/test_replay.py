@@ -17,6 +17,8 @@ from temporalio.worker import Replayer
 
 from workers.main import workflows
 
+WORKFLOWS = workflows()
+
 HISTORIES = Path(__file__).parent / "histories"
 RECORDED = sorted(HISTORIES.glob("*.json"))
 TEXTS = {p: p.read_text() for p in RECORDED}
