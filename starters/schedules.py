@@ -119,8 +119,12 @@ def desired_schedule(declared: Declared, settings: Settings) -> Schedule:
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
         ),
         spec=spec_for(declared, settings),
+        # BUFFER_ALL: a firing due while the last run still runs (no worker, a slow run, a
+        # catch-up after an outage) waits its turn instead of being skipped, so every window
+        # runs once, in order (docs/schedules.md, "Every window once").
         policy=SchedulePolicy(
-            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=settings.schedule_catchup_window
+            overlap=ScheduleOverlapPolicy.BUFFER_ALL,
+            catchup_window=settings.schedule_catchup_window,
         ),
     )
 
@@ -231,6 +235,8 @@ async def list_schedules(client: Client, settings: Settings) -> list[dict[str, A
             found.append({"id": sid, "exists": False})
             continue
         state = description.schedule.state
+        # The SDK's ScheduleInfo has no buffer size: the raw description has it.
+        raw = description.raw_description.info
         found.append(
             {
                 "id": sid,
@@ -239,10 +245,30 @@ async def list_schedules(client: Client, settings: Settings) -> list[dict[str, A
                 "paused": state.paused,
                 "note": state.note or "",
                 "next_runs": description.info.next_action_times[:3],
+                "running": len(description.info.running_actions),
+                "buffered": raw.buffer_size,
+                "missed": description.info.num_actions_missed_catchup_window,
+                "skipped": description.info.num_actions_skipped_overlap,
+                "dropped": raw.buffer_dropped,
                 "last": await last_result(client, description),
             }
         )
     return found
+
+
+def describe_behind(row: dict[str, Any]) -> str:
+    """The windows due and not done yet, and any the server gave up on, in words."""
+    due = row["running"] + row["buffered"]
+    words = f"{due} window{'s' if due != 1 else ''}" if due else "none"
+    if due:
+        words += f" ({row['running']} running, {row['buffered']} waiting)"
+    lost = row["missed"] + row["skipped"] + row["dropped"]
+    if lost:
+        words += (
+            f"; lost {lost} (missed the catch-up window {row['missed']}, skipped "
+            f"{row['skipped']}, buffer full {row['dropped']}): backfill them"
+        )
+    return words
 
 
 def _time(at: datetime) -> str:
@@ -273,6 +299,7 @@ async def list_command(args: argparse.Namespace, settings: Settings) -> int:
         state = "paused" if row["paused"] else "active"
         print(f"{row['id']}: {state}{' (' + row['note'] + ')' if row['note'] else ''}")
         print(f"  next  {', '.join(_time(t) for t in row['next_runs']) or '-'}")
+        print(f"  behind  {describe_behind(row)}")
         last = row["last"]
         if last is None:
             print("  last  never ran")
@@ -299,6 +326,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     apply.add_argument("--json", action="store_true", help="print JSON")
     apply.set_defaults(handler=apply_command)
-    listing = sub.add_parser("list", help="each schedule: paused or not, next runs, last result")
+    listing = sub.add_parser(
+        "list", help="each schedule: paused or not, next runs, windows behind, last result"
+    )
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=list_command)

@@ -15,6 +15,7 @@ import pytest
 from temporalio.client import (
     Client,
     ScheduleActionExecutionStartWorkflow,
+    ScheduleBackfill,
     ScheduleHandle,
     WorkflowExecutionStatus,
 )
@@ -32,7 +33,7 @@ from offload.models import (
 )
 from offload.settings import Settings
 from starters.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
-from tests.harness import run_offload
+from tests.harness import run_offload, running_worker
 from workflows.maintenance import SendDigestEmailsWorkflow
 
 T = TypeVar("T")
@@ -405,3 +406,43 @@ async def test_a_digest_batch_retried_after_a_deferral_sends_each_agent_once(
     assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(
         [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
     )
+
+
+async def test_workers_stopped_for_three_scheduled_hours_then_started_score_three_windows(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    applied: dict[str, ScheduleHandle],
+) -> None:
+    agent = await add_agent(pool, "Ada Lovelace")
+    hour = this_hour()
+    leads = [await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)]
+    handle = applied["sync-lead-scores"]
+    # No worker polls: the three hours come due under the schedule's own overlap policy (a
+    # backfill without one takes the schedule's, as the firings of those hours would have).
+    await handle.backfill(
+        ScheduleBackfill(
+            start_at=hour - timedelta(hours=3, seconds=30),
+            end_at=hour - timedelta(hours=1) + timedelta(seconds=30),
+        )
+    )
+
+    async def behind() -> dict[str, Any] | None:
+        [row] = [r for r in await list_schedules(client, settings) if r["id"] == handle.id]
+        return row if row["running"] + row["buffered"] == 3 else None
+
+    row = await eventually(behind)
+    assert (row["running"], row["buffered"]) == (1, 2)
+    shown = await asyncio.to_thread(run_offload, settings, "schedules", "list")
+    assert "behind  3 windows (1 running, 2 waiting)" in shown.stdout, shown.stdout
+
+    async with running_worker(client, settings, pool):
+        runs = await completed_runs(client, handle, 3, LeadScoreResult)
+    assert [r.window.end for r in runs] == [hour - timedelta(hours=h) for h in (3, 2, 1)]
+    assert [r.scored for r in runs] == [1, 1, 1]
+    logged = await pool.fetch("SELECT lead_id, window_end FROM lead_score_log ORDER BY window_end")
+    assert [(r["lead_id"], r["window_end"]) for r in logged] == [
+        (leads[h], hour - timedelta(hours=h)) for h in (3, 2, 1)
+    ]
+    [row] = [r for r in await list_schedules(client, settings) if r["id"] == handle.id]
+    assert (row["running"], row["buffered"], row["skipped"]) == (0, 0, 0)
