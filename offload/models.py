@@ -99,10 +99,11 @@ class ReportChunkInput(BaseModel):
 
 
 class ReportCursor(BaseModel):
-    """A chunk's heartbeat: where its last page ended, and what it has aggregated so far.
+    """A chunk's heartbeat: where its last page ended, and its counters; nothing more.
 
-    `cells` are `[day, property, source, leads, score_sum]`; a resumed attempt starts from
-    them and the cursor, so no page before the cursor is read again.
+    The chunk's partial result is in PostgreSQL (`report_cells`), so this stays a few
+    dozen bytes however many distinct cells the chunk has. `cells` is what heartbeats of
+    older releases carried; it is read by nobody and stays empty.
     """
 
     after_created_at: datetime

@@ -16,6 +16,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from activities.reports import day_start
 from offload.db import Pool
 from offload.devstack import SmtpSink
 from offload.models import ReportJob
@@ -217,3 +218,31 @@ async def test_db_seed_loads_agents_with_addresses_and_leads(
     assert [r["count"] for r in per_agent] == [500, 500, 500]
     bad = await asyncio.to_thread(run_offload, settings, "db", "seed", "--end", "2026-02-30")
     assert bad.returncode == 2 and "--end" in bad.stderr
+
+
+async def test_a_report_over_100_000_distinct_properties_finishes_and_equals_sql(
+    client: Client, settings: Settings, pool: Pool, worker: None
+) -> None:
+    # `property` is free text from POST /leads: every lead its own, all on one day, so one
+    # chunk holds 101,000 cells (once about 5 MB of heartbeat, over the server's 2 MiB).
+    await seed_leads(pool, leads=10, agents=1)
+    day = date(2026, 5, 4)
+    await pool.execute(
+        "INSERT INTO leads (agent_id, name, email, property, source, score, created_at,"
+        " updated_at) SELECT 1, 'Ada Lovelace', 'a@example.com', g || ' Harbour View, Flat '"
+        " || (g % 7), (ARRAY['website', 'referral', 'portal'])[1 + g % 3], g % 101, t, t"
+        " FROM generate_series(1, 101000) g,"
+        " LATERAL (SELECT $1::timestamptz + g * interval '700 milliseconds' AS t) at",
+        day_start(day),
+    )
+    await pool.execute("VACUUM ANALYZE leads")
+    job = job_for(settings, start=day, end=day)
+    handle = await enqueue_report(client, settings, pool, job)
+    result = await handle.result()
+
+    lines = read_csv(result.file)
+    expected = await sql_report(pool, 1, day, day)
+    assert len(expected) > 100_000
+    assert lines[1:-1] == expected
+    assert lines[-1] == await sql_totals(pool, 1, day, day)
+    assert result.total_leads >= 101_000
