@@ -1,6 +1,7 @@
 """Recorded histories of the scheduled workflows replay against today's code.
 
-Re-record (tests/replay/histories/{send-digest-emails,sync-lead-scores}.json) only for a
+`send-digest-emails-refused` (one recipient refused with 550) was recorded before digests
+went per recipient. Re-record (tests/replay/histories/*.json) only for a
 change that is meant to break replay, and put such a change behind `workflow.patched`.
 """
 
@@ -18,7 +19,9 @@ from workflows.maintenance import SendDigestEmailsWorkflow, SyncLeadScoresWorkfl
 HISTORIES = Path(__file__).parent / "histories"
 
 
-@pytest.mark.parametrize("name", ["send-digest-emails", "sync-lead-scores"])
+@pytest.mark.parametrize(
+    "name", ["send-digest-emails", "send-digest-emails-refused", "sync-lead-scores"]
+)
 async def test_history_replays(name: str) -> None:
     history = WorkflowHistory.from_json(f"{name}-replay", (HISTORIES / f"{name}.json").read_text())
     replayer = Replayer(
