@@ -335,6 +335,8 @@ class ScheduledRun(BaseModel):
 
     scheduled_time: datetime | None = None
     time_zone: str = "UTC"
+    # send-digest-emails: only these agents (a recipient's dead-lettered digest, redriven).
+    agent_ids: list[int] | None = None
     batch_size: int = Field(500, ge=1, le=100_000)
     parallel_batches: int = Field(1, ge=1, le=100)
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -403,13 +405,39 @@ class DigestPlan(BaseModel):
 
     day: date
     until: datetime
+    # Only these agents, when set (a recipient's digest redriven from the dead-letter queue).
+    only_agent_ids: list[int] | None = None
 
 
 class DigestBatch(BaseModel):
-    """One batch of digest recipients, sent over one SMTP connection."""
+    """One batch of digest recipients, sent over one SMTP connection.
+
+    A first pass returns each recipient the server deferred or refused in
+    `DigestBatchResult.failures` and goes on with the next one; a retry of one recipient
+    (`raise_failures`) raises instead, so that activity's retry policy retries it alone.
+    """
 
     plan: DigestPlan
     agent_ids: list[int]
+    raise_failures: bool = False
+
+
+class RecipientFailure(BaseModel):
+    """One recipient's digest the server did not take: `retryable` for a 4xx, not for a 5xx."""
+
+    agent_id: int
+    error_type: str
+    message: str
+    retryable: bool
+
+
+class DigestBatchProgress(BaseModel):
+    """A digest batch's heartbeat: the index of the last recipient done, and what happened."""
+
+    after_index: int = -1
+    sent: int = 0
+    refused: int = 0
+    failures: list[RecipientFailure] = Field(default_factory=list)
 
 
 class DigestBatchResult(BaseModel):
@@ -417,6 +445,7 @@ class DigestBatchResult(BaseModel):
     already_sent: int = 0
     no_leads: int = 0  # nothing new since the last digest: nothing sent
     refused: int = 0  # the address or the server refused it for good
+    failures: list[RecipientFailure] = Field(default_factory=list)
 
 
 class DigestResult(BaseModel):
@@ -426,3 +455,5 @@ class DigestResult(BaseModel):
     already_sent: int = 0
     no_leads: int = 0
     refused: int = 0
+    # Recipients whose digest went to the dead-letter queue (refused, or deferred past retries).
+    dead_lettered: int = 0

@@ -32,6 +32,7 @@ from offload.models import (
     SessionCleanupResult,
 )
 from offload.settings import Settings
+from starters.dlq import list_dead_letters
 from starters.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
 from tests.harness import run_offload, running_worker
 from workflows.maintenance import SendDigestEmailsWorkflow
@@ -446,3 +447,54 @@ async def test_workers_stopped_for_three_scheduled_hours_then_started_score_thre
     ]
     [row] = [r for r in await list_schedules(client, settings) if r["id"] == handle.id]
     assert (row["running"], row["buffered"], row["skipped"]) == (0, 0, 0)
+
+
+async def test_a_recipient_answering_452_holds_back_nobody_and_is_dead_lettered_alone(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    smtp_sink: SmtpSink,
+    worker: None,
+) -> None:
+    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
+    agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
+    for agent in agents:
+        await add_lead(pool, agent, yesterday)
+    emails = [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
+    smtp_sink.rules.set(emails[1], "452 4.2.2 Mailbox full")
+    retry = settings.retry.model_copy(update={"maximum_attempts": 3})
+    job = ScheduledRun(batch_size=10, retry=retry, scheduled_time=datetime.now(UTC))
+    handle = await client.start_workflow(
+        SendDigestEmailsWorkflow.run,
+        job,
+        id=f"digest-{uuid.uuid4()}",
+        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+    )
+    result = await handle.result()
+
+    assert (result.agents, result.sent, result.dead_lettered) == (5, 4, 1)
+    assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(emails[:1] + emails[2:])
+    [entry] = await list_dead_letters(pool)
+    assert entry["kind"] == "digest"
+    assert entry["workflow_id"] == f"{handle.id}-agent-{agents[1]}"
+    assert entry["error_type"] == "SmtpTransientError"
+    assert "452" in entry["error_message"]
+
+    # The mailbox has room again: redriven, that agent gets the day's digest, once.
+    smtp_sink.rules.set(emails[1], None)
+    done = await asyncio.to_thread(run_offload, settings, "dlq", "redrive", entry["id"])
+    assert done.returncode == 0, done.stderr
+
+    async def delivered() -> bool:
+        return len(smtp_sink.messages()) == 5
+
+    await eventually(delivered)
+    again = await client.execute_workflow(
+        SendDigestEmailsWorkflow.run,
+        job,
+        id=f"digest-{uuid.uuid4()}",
+        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+    )
+    assert again.sent == 0 and len(smtp_sink.messages()) == 5
+    days = await pool.fetch("SELECT agent_id FROM digest_log ORDER BY agent_id")
+    assert [r["agent_id"] for r in days] == agents
