@@ -16,6 +16,7 @@ from api.after_response import AfterResponseParam
 from api.context import ApiContext, ContextParam, LeadTask
 from api.errors import ERROR_RESPONSES, ApiError
 from offload import mail
+from offload.assignment import UnknownAgentError, assign_agent
 from offload.db import QUERIES, Pool
 from offload.models import EmailJob, content_key
 from offload.settings import Settings
@@ -43,6 +44,12 @@ class LeadIn(BaseModel):
     phone: str = Field("", max_length=40, examples=["+44 20 7946 0000"])
     property: str = Field("", max_length=300, examples=["12 Harbour View, Flat 3"])
     source: str = Field("website", min_length=1, max_length=50, examples=["website"])
+    agent_id: int | None = Field(
+        None,
+        ge=1,
+        le=2**63 - 1,
+        description="the agent the lead is for; unset, the next agent in turn (docs/api.md)",
+    )
 
     @field_validator("name", "email", "phone", "property", "source")
     @classmethod
@@ -151,7 +158,8 @@ async def create_lead(
 ) -> Any:
     started = time.perf_counter()
     pool = context.pool
-    request_hash = content_key(ROUTE, lead.model_dump())
+    # exclude_none: a lead naming no agent hashes as it did before `agent_id` existed.
+    request_hash = content_key(ROUTE, lead.model_dump(exclude_none=True))
     if idempotency_key is not None:
         answered = await _stored_answer(pool, idempotency_key, request_hash)
         if answered is not None:
@@ -186,8 +194,18 @@ async def _save(
 ) -> tuple[int, EmailJob]:
     """Save the lead, its confirmation job in the outbox and the key's answer, atomically."""
     async with context.pool.acquire() as conn, conn.transaction():
+        try:
+            agent_id = await assign_agent(conn, lead.agent_id)
+        except UnknownAgentError as err:
+            raise ApiError(422, str(err), field="agent_id") from None
         lead_id: int = await conn.fetchval(
-            QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source
+            QUERIES.insert_lead,
+            lead.name,
+            lead.email,
+            lead.phone,
+            lead.property,
+            lead.source,
+            agent_id,
         )
         job = confirmation_email(context.settings, lead_id, lead)
         await outbox.write(conn, "email", job.workflow_id, job)
@@ -214,6 +232,6 @@ async def create_bare_lead(lead: LeadIn, context: ContextParam) -> Any:
     if not context.settings.api_bench_routes:
         raise ApiError(404, "Not Found")
     lead_id: int = await context.pool.fetchval(
-        QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source
+        QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source, None
     )
     return JSONResponse(LeadCreated(id=lead_id).model_dump(), status_code=201)
