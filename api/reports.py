@@ -18,9 +18,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.context import ContextParam
 from api.errors import ERROR_RESPONSES, ApiError
 from offload.db import QUERIES
-from offload.models import ReportResult
+from offload.models import LAST_REPORT_DAY, ReportResult
 from starters.jobs import start_job
-from starters.report import new_report_job
+from starters.report import ReportIdTakenError, claim_report_id, new_report_job
 from workflows.reports import GenerateReportWorkflow
 
 REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
@@ -53,7 +53,12 @@ def require_token(
 router = APIRouter(
     tags=["reports"],
     dependencies=[Depends(require_token)],
-    responses={**ERROR_RESPONSES, 503: ERROR_RESPONSES[422] | {"description": "Temporal down"}},
+    responses={
+        **ERROR_RESPONSES,
+        409: ERROR_RESPONSES[422]
+        | {"description": "the report id is a report with other parameters"},
+        503: ERROR_RESPONSES[422] | {"description": "Temporal down"},
+    },
 )
 
 
@@ -68,8 +73,8 @@ class ReportRequest(BaseModel):
         description="names the report; the same id twice is one report (default: a new uuid)",
     )
     user_id: int = Field(ge=1, le=2**63 - 1)
-    start: date
-    end: date
+    start: date = Field(le=LAST_REPORT_DAY)
+    end: date = Field(le=LAST_REPORT_DAY)
 
 
 class ReportAccepted(BaseModel):
@@ -95,7 +100,8 @@ def _temporal_down() -> ApiError:
 async def create_report(body: ReportRequest, context: ContextParam) -> Any:
     """Start the report job and answer at once; `Location` is where its status is.
 
-    The same `report_id` twice is one report: the second answer points at the first.
+    The same `report_id` twice is one report: the second answer points at the first. The
+    same id with other parameters is a 409 that names the existing report's.
     """
     settings = context.settings
     if body.end < body.start:
@@ -114,6 +120,10 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
         start=body.start,
         end=body.end,
     )
+    try:
+        await claim_report_id(context.pool, job)
+    except ReportIdTakenError as taken:
+        raise ApiError(409, str(taken), field="report_id") from None
     try:
         async with asyncio.timeout(settings.api_start_timeout_seconds * 5):
             await start_job(

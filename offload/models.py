@@ -167,6 +167,10 @@ class ReportProgress(BaseModel):
     result: ReportResult | None = None
 
 
+# The last day a report can cover: its window ends at the next midnight, which must exist.
+LAST_REPORT_DAY = date(9999, 12, 30)
+
+
 class ReportJob(BaseModel):
     """A leads report for one agent (`user_id`) over the days `start` to `end`, inclusive.
 

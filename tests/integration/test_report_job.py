@@ -162,6 +162,7 @@ async def test_a_worker_killed_mid_chunk_resumes_from_its_last_heartbeat(
         (["--start", "2024-01-01", "--end", "2026-01-01"], "at most 366"),
         (["--start", "2026-13-01", "--end", "2026-12-31"], "--start: '2026-13-01' is not a date"),
         (["--start", "2026-01-01", "--end", "2026-01-31", "--user-id", "999"], "no agent"),
+        (["--start", "9999-12-31", "--end", "9999-12-31"], "--end: 9999-12-31 is after 9999-12-30"),
     ],
 )
 async def test_report_refuses_bad_input_and_starts_nothing(
@@ -176,6 +177,20 @@ async def test_report_refuses_bad_input_and_starts_nothing(
     assert message in done.stderr, done.stderr
     with pytest.raises(RPCError):
         await client.get_workflow_handle(f"report-{report_id}").describe()
+
+
+async def test_a_report_id_reused_with_other_parameters_exits_2_naming_the_existing_ones(
+    client: Client, settings: Settings, pool: Pool
+) -> None:
+    await seed_leads(pool, leads=10, agents=2)
+    report_id = f"reused-{uuid.uuid4().hex[:8]}"
+    args = ["report", "--report-id", report_id, "--start", "2026-01-01", "--end", "2026-01-31"]
+    first = await asyncio.to_thread(run_offload, settings, *args, "--user-id", "1")
+    assert first.returncode == 0, first.stderr
+    other = await asyncio.to_thread(run_offload, settings, *args, "--user-id", "2")
+    assert other.returncode == 2, other
+    assert "--user-id 1 --start 2026-01-01 --end 2026-01-31" in other.stderr, other.stderr
+    await client.get_workflow_handle(f"report-{report_id}").terminate("test over")
 
 
 async def test_report_cli_queued_twice_runs_once_and_status_shows_the_file(

@@ -4,6 +4,19 @@ SELECT id, name, email FROM agents WHERE id = $1;
 -- name: count_report_leads
 SELECT count(*) FROM leads WHERE agent_id = $1 AND created_at >= $2 AND created_at < $3;
 
+-- name: claim_report
+-- A report's parameters recorded under its id when it is queued; when the id is taken, the
+-- existing report's parameters instead (no row: a concurrent claim not yet visible, ask again).
+WITH claimed AS (
+    INSERT INTO reports (report_id, user_id, start_day, end_day, workflow_id)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (report_id) DO NOTHING
+    RETURNING user_id, start_day, end_day
+)
+SELECT user_id, start_day, end_day FROM claimed
+UNION ALL
+SELECT user_id, start_day, end_day FROM reports WHERE report_id = $1;
+
 -- name: upsert_report_started
 INSERT INTO reports (report_id, user_id, start_day, end_day, workflow_id, chunks_total)
 VALUES ($1, $2, $3, $4, $5, $6)
