@@ -13,6 +13,7 @@ from api.after_response import AfterResponseRunner
 from api.context import ApiContext, LeadTask
 from api.limits import RequestLimits
 from api.metrics import ApiMetrics
+from api.rate_limits import RateLimits
 from offload.db import Pool
 from offload.settings import Settings
 
@@ -58,8 +59,14 @@ def create_app(
     )
     # Read by the `after_response` dependency of each route.
     app.state.after_response = runner
+    app.state.rate_limits = RateLimits(settings, metrics)
     errors.install(app)
-    app.add_middleware(RequestLimits, max_body_bytes=settings.api_max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.api_max_body_bytes,
+        metrics=metrics,
+        router=app.router,
+    )
     app.include_router(leads.router)
     app.include_router(reports.router)
     app.include_router(health.router)

@@ -14,8 +14,8 @@ from temporalio.client import Client
 
 from api.metrics import ApiMetrics
 from offload.db import Pool
+from offload.jobs import outbox
 from offload.settings import Settings
-from starters import outbox
 
 log = logging.getLogger(__name__)
 

@@ -1,26 +1,47 @@
-"""Errors as JSON that names each bad field: the only shape a 4xx or 5xx answer takes."""
+"""Errors as `application/problem+json` (RFC 9457) that name each bad field: the only shape a
+4xx or 5xx answer takes.
+
+The problem members (`type`, `title`, `status`, `detail`) are what generic HTTP clients and
+gateways understand; the extension members `success` and `errors` are the shape the API had
+before, kept so that its clients go on reading the per-field list.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from offload.jobs.errors import ConflictError, JobInputError
+
+PROBLEM_JSON = "application/problem+json"
 
 
 class FieldError(BaseModel):
     """One thing wrong with a request: the field (None for the request as a whole), and why."""
 
-    field: str | None
+    field: str | None = Field(description="the body field, header or parameter; null: the request")
     message: str
 
 
 class ErrorBody(BaseModel):
-    success: bool = False
-    errors: list[FieldError]
+    """A problem (RFC 9457) with the list of what is wrong, one entry per field."""
+
+    type: str = Field("about:blank", description="always about:blank: the status says it all")
+    title: str = Field(description="the status's reason phrase", examples=["Unprocessable Content"])
+    status: int = Field(ge=400, le=599, description="the HTTP status, repeated")
+    detail: str = Field(description="the first message of `errors`, for a human")
+    success: Literal[False] = False
+    errors: list[FieldError] = Field(min_length=1)
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
 
 
 class ApiError(Exception):
@@ -41,10 +62,11 @@ class ApiError(Exception):
 
 def error_response(
     status: int, errors: list[FieldError], headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        ErrorBody(errors=errors).model_dump(mode="json"), status_code=status, headers=headers
+) -> ProblemResponse:
+    body = ErrorBody(
+        title=HTTPStatus(status).phrase, status=status, detail=errors[0].message, errors=errors
     )
+    return ProblemResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
 def _field_of(loc: tuple[Any, ...]) -> str | None:
@@ -56,8 +78,16 @@ def _field_of(loc: tuple[Any, ...]) -> str | None:
     return path or str(where)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+def not_json(reason: str) -> ProblemResponse:
+    """The one answer to a body that cannot be read as JSON: 400, a syntax error (RFC 9110)."""
+    return error_response(400, [FieldError(field="body", message=f"not valid JSON: {reason}")])
+
+
+async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return not_json(f"{error.get('ctx', {}).get('error', 'syntax error')}")
     errors = [
         FieldError(field=_field_of(tuple(error.get("loc", ()))), message=str(error.get("msg", "")))
         for error in exc.errors()
@@ -65,13 +95,23 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, errors)
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.errors, exc.headers)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _job_input_error(request: Request, exc: Exception) -> ProblemResponse:
+    # The client layer's refusals read the same here as in the CLI: its message, its field.
+    assert isinstance(exc, JobInputError)
+    status = 409 if isinstance(exc, ConflictError) else 422
+    return error_response(status, [FieldError(field=exc.field, message=str(exc))])
+
+
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body its JSON decoder cannot even read (not UTF-8, say).
+        return not_json("the body is not text in a JSON encoding")
     return error_response(
         exc.status_code,
         [FieldError(field=None, message=str(exc.detail))],
@@ -80,18 +120,61 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Answer validation errors, `ApiError` and HTTP errors as `ErrorBody`."""
+    """Answer validation errors, `ApiError`, `JobInputError` and HTTP errors as `ErrorBody`,
+    and say so in the OpenAPI document."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(JobInputError, _job_input_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _as_problems(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        401: "missing or wrong bearer token",
-        413: "body over OFFLOAD_API_MAX_BODY_BYTES",
-        415: "Content-Type is not application/json",
-        422: "invalid fields, each named",
-    }.items()
+_ERROR_BODY_REF = "#/components/schemas/ErrorBody"
+
+
+def _as_problems(document: dict[str, Any]) -> dict[str, Any]:
+    # FastAPI files every response model under the route's media type (application/json):
+    # an ErrorBody is served as problem+json, so the document says that instead.
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                media = content.get("application/json")
+                if media is not None and media.get("schema", {}).get("$ref") == _ERROR_BODY_REF:
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    return document
+
+
+def problem(description: str, **headers: str) -> dict[str, Any]:
+    """An OpenAPI `responses` entry: an `ErrorBody` as problem+json, with `headers` described."""
+    entry: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if headers:
+        entry["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return entry
+
+
+RETRY_AFTER = "seconds to wait before trying again"
+
+# The refusals every route that takes a JSON body can give.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: problem("the body is not valid JSON (field `body`)"),
+    413: problem("the body is over OFFLOAD_API_MAX_BODY_BYTES (field `body`)"),
+    415: problem("Content-Type is not application/json (field `Content-Type`)"),
+    422: problem("invalid fields, each named"),
+}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: problem(
+        "missing or wrong bearer token (field `Authorization`)",
+        **{"WWW-Authenticate": "Bearer"},
+    ),
 }

@@ -14,13 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.after_response import AfterResponseParam
 from api.context import ApiContext, ContextParam, LeadTask
-from api.errors import ERROR_RESPONSES, ApiError
+from api.errors import BODY_ERRORS, RETRY_AFTER, ApiError, problem
+from api.rate_limits import ClientLimit, RateLimits, rate_limits_of
 from offload import mail
 from offload.assignment import UnknownAgentError, assign_agent
 from offload.db import QUERIES, Pool
+from offload.jobs import outbox
 from offload.models import EmailJob, content_key
 from offload.settings import Settings
-from starters import outbox
 
 router = APIRouter(tags=["leads"])
 
@@ -40,7 +41,12 @@ class LeadIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200, examples=["Ada Lovelace"])
-    email: str = Field(min_length=3, max_length=320, examples=["ada@example.com"])
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        examples=["ada@example.com"],
+        json_schema_extra={"format": "email"},
+    )
     phone: str = Field("", max_length=40, examples=["+44 20 7946 0000"])
     property: str = Field("", max_length=300, examples=["12 Harbour View, Flat 3"])
     source: str = Field("website", min_length=1, max_length=50, examples=["website"])
@@ -67,7 +73,7 @@ class LeadIn(BaseModel):
 
 class LeadCreated(BaseModel):
     success: bool = True
-    id: int
+    id: int = Field(ge=1, le=2**63 - 1)
 
 
 def confirmation_email(settings: Settings, lead_id: int, lead: LeadIn) -> EmailJob:
@@ -98,6 +104,28 @@ async def _stored_answer(pool: Pool, key: str, request_hash: str) -> JSONRespons
     return JSONResponse(
         json.loads(row["body"]), status_code=row["status"], headers={"Idempotent-Replayed": "true"}
     )
+
+
+LEAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "saved, its confirmation email queued (none past the recipient's limit); "
+        "a retry with the same Idempotency-Key gets the first answer back",
+        "headers": {
+            "Idempotent-Replayed": {
+                "description": "`true` when this is the stored answer to an earlier request",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        },
+    },
+    **BODY_ERRORS,
+    422: problem(
+        "invalid fields, each named; or an Idempotency-Key already used with another body "
+        "(field `Idempotency-Key`, as the IETF idempotency-key draft says)"
+    ),
+    429: problem(
+        "over OFFLOAD_API_CLIENT_RATE_LIMIT from this address", **{"Retry-After": RETRY_AFTER}
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -137,7 +165,8 @@ async def start_job_of_lead(context: ApiContext, job: EmailJob) -> None:
     "/leads",
     status_code=201,
     response_model=LeadCreated,
-    responses=ERROR_RESPONSES,
+    responses=LEAD_RESPONSES,
+    dependencies=[ClientLimit],
     summary="Save a lead and queue its confirmation email",
 )
 async def create_lead(
@@ -151,8 +180,9 @@ async def create_lead(
             min_length=1,
             max_length=200,
             pattern=r"^[\x21-\x7e]+$",
-            description="a retried POST with the same key gets the first answer, and "
-            "creates nothing new",
+            description="a retried POST with the same key and body gets the first answer "
+            "back (with `Idempotent-Replayed: true`) and creates nothing new; the same key with "
+            "another body is a 422; a key is kept OFFLOAD_API_RETENTION_HOURS (24)",
         ),
     ] = None,
 ) -> Any:
@@ -165,19 +195,24 @@ async def create_lead(
         if answered is not None:
             return answered
     try:
-        lead_id, job = await _save(context, lead, idempotency_key, request_hash)
+        lead_id, job = await _save(
+            context, rate_limits_of(request), lead, idempotency_key, request_hash
+        )
     except _AlreadyAnswered:
         assert idempotency_key is not None
         answered = await _stored_answer(pool, idempotency_key, request_hash)
         assert answered is not None
         return answered
     context.metrics.leads.inc()
+    if job is None:
+        context.metrics.rate_limited.labels(limit="recipient").inc()
     if context.settings.api_crash_after_commit:
         os._exit(70)
     # The committed outbox row is what makes the job safe, not its start: so the response
     # does not wait for Temporal. The start follows the response at once; were it lost (the
     # process dies, the task is dropped), the relay starts the row by the same id.
-    after_response("job_start", start_job_of_lead, context, job)
+    if job is not None:
+        after_response("job_start", start_job_of_lead, context, job)
     saved = LeadSaved(
         lead_id=lead_id,
         source=lead.source,
@@ -190,9 +225,16 @@ async def create_lead(
 
 
 async def _save(
-    context: ApiContext, lead: LeadIn, idempotency_key: str | None, request_hash: str
-) -> tuple[int, EmailJob]:
-    """Save the lead, its confirmation job in the outbox and the key's answer, atomically."""
+    context: ApiContext,
+    limits: RateLimits,
+    lead: LeadIn,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> tuple[int, EmailJob | None]:
+    """Save the lead, its confirmation job in the outbox and the key's answer, atomically.
+
+    Past the recipient's limit, the lead is saved with no job (None).
+    """
     async with context.pool.acquire() as conn, conn.transaction():
         try:
             agent_id = await assign_agent(conn, lead.agent_id)
@@ -207,8 +249,10 @@ async def _save(
             lead.source,
             agent_id,
         )
-        job = confirmation_email(context.settings, lead_id, lead)
-        await outbox.write(conn, "email", job.workflow_id, job)
+        job: EmailJob | None = None
+        if await limits.may_email(conn, lead.email):
+            job = confirmation_email(context.settings, lead_id, lead)
+            await outbox.write(conn, "email", job.workflow_id, job)
         if idempotency_key is not None:
             body = LeadCreated(id=lead_id).model_dump_json()
             # A concurrent twin waits here for our commit, then finds the key taken.
@@ -224,7 +268,7 @@ async def _save(
     "/bench/bare-lead",
     status_code=201,
     response_model=LeadCreated,
-    responses=ERROR_RESPONSES,
+    responses=BODY_ERRORS,
     include_in_schema=False,
 )
 async def create_bare_lead(lead: LeadIn, context: ContextParam) -> Any:

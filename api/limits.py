@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from starlette.datastructures import Headers
+from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import FieldError, error_response
@@ -22,12 +23,19 @@ def _is_json(content_type: str) -> bool:
 
 class RequestLimits:
     """ASGI middleware: refuse bodies over `max_body_bytes` (413) and non-JSON bodies (415),
-    having read at most `max_body_bytes + 1` bytes; time every request into the metrics."""
+    having read at most `max_body_bytes + 1` bytes; time every request into the metrics.
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics) -> None:
+    Only a request that a route of `router` takes (path and method) has its body checked:
+    any other is the router's to answer, 404 or 405 with `Allow`, whatever it carries.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics, router: Router
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.router = router
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,7 +51,7 @@ class RequestLimits:
             await send(message)
 
         try:
-            if scope["method"] in _WITH_BODY:
+            if scope["method"] in _WITH_BODY and self._routed(scope):
                 refusal, receive = await self._check_body(scope, receive)
                 if refusal is not None:
                     status_code, error = refusal
@@ -55,6 +63,9 @@ class RequestLimits:
             self.metrics.requests.labels(
                 route=getattr(route, "path", "unmatched"), method=scope["method"], status=status
             ).observe(time.perf_counter() - started)
+
+    def _routed(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] == Match.FULL for route in self.router.routes)
 
     async def _check_body(
         self, scope: Scope, receive: Receive

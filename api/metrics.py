@@ -31,6 +31,13 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "offload_api_rate_limited_total",
+            "Abuse limits applied, by limit: client (a request refused with 429), recipient "
+            "(a lead saved without its confirmation email).",
+            ["limit"],
+            registry=self.registry,
+        )
         self.after_response_failures = Counter(
             "offload_api_after_response_failures_total",
             "after_response tasks that failed, by task and reason (error, timeout, overloaded).",

@@ -16,17 +16,19 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
-from api.errors import ERROR_RESPONSES, ApiError
-from offload.db import QUERIES
-from offload.models import LAST_REPORT_DAY, ReportResult
-from starters.jobs import start_job
-from starters.report import ReportIdTakenError, claim_report_id, new_report_job
+from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem
+from offload.jobs.reports import enqueue_report, new_report_job
+from offload.models import ReportResult
 from workflows.reports import GenerateReportWorkflow
 
 REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 QUERY_TIMEOUT_SECONDS = 2.0
 
-_bearer = HTTPBearer(auto_error=False, description="OFFLOAD_API_TOKEN")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="`Authorization: Bearer <OFFLOAD_API_TOKEN>`, compared in constant time; a "
+    "server without OFFLOAD_API_TOKEN (a laptop's) leaves these routes open",
+)
 
 
 def require_token(
@@ -50,16 +52,19 @@ def require_token(
         )
 
 
+TEMPORAL_DOWN: dict[int | str, dict[str, Any]] = {
+    503: problem("Temporal is unavailable", **{"Retry-After": RETRY_AFTER})
+}
+
 router = APIRouter(
     tags=["reports"],
     dependencies=[Depends(require_token)],
-    responses={
-        **ERROR_RESPONSES,
-        409: ERROR_RESPONSES[422]
-        | {"description": "the report id is a report with other parameters"},
-        503: ERROR_RESPONSES[422] | {"description": "Temporal down"},
-    },
+    responses={**UNAUTHORIZED, **TEMPORAL_DOWN},
 )
+
+# The largest integer every JSON parser reads exactly (RFC 7493, I-JSON): a bigger id would
+# reach some clients rounded.
+MAX_JSON_INTEGER = 2**53 - 1
 
 
 class ReportRequest(BaseModel):
@@ -72,9 +77,9 @@ class ReportRequest(BaseModel):
         pattern=REPORT_ID_PATTERN,
         description="names the report; the same id twice is one report (default: a new uuid)",
     )
-    user_id: int = Field(ge=1, le=2**63 - 1)
-    start: date = Field(le=LAST_REPORT_DAY)
-    end: date = Field(le=LAST_REPORT_DAY)
+    user_id: int = Field(ge=1, le=MAX_JSON_INTEGER)
+    start: date
+    end: date
 
 
 class ReportAccepted(BaseModel):
@@ -96,7 +101,25 @@ def _temporal_down() -> ApiError:
     return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
 
 
-@router.post("/reports", status_code=202, response_model=ReportAccepted)
+@router.post(
+    "/reports",
+    status_code=202,
+    response_model=ReportAccepted,
+    responses={
+        202: {
+            "description": "started (or, for a known `report_id`, already started)",
+            "headers": {
+                "Location": {"description": "its status URL", "schema": {"type": "string"}}
+            },
+        },
+        **BODY_ERRORS,
+        422: problem(
+            "invalid fields, each named; `end` before `start`, after 9999-12-30 or past "
+            "OFFLOAD_REPORT_MAX_DAYS after it; no agent with `user_id`"
+        ),
+        409: problem("`report_id` is a report with other parameters, which the message names"),
+    },
+)
 async def create_report(body: ReportRequest, context: ContextParam) -> Any:
     """Start the report job and answer at once; `Location` is where its status is.
 
@@ -104,15 +127,7 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
     same id with other parameters is a 409 that names the existing report's.
     """
     settings = context.settings
-    if body.end < body.start:
-        raise ApiError(422, f"{body.end} is before start {body.start}", field="end")
-    days = (body.end - body.start).days + 1
-    if days > settings.report_max_days:
-        raise ApiError(
-            422, f"the range spans {days} days; at most {settings.report_max_days}", field="end"
-        )
-    if await context.pool.fetchrow(QUERIES.find_agent, body.user_id) is None:
-        raise ApiError(422, f"no agent with id {body.user_id}", field="user_id")
+    # Bad input raises `JobInputError`, which the app answers as a 422 naming the field.
     job = new_report_job(
         settings,
         report_id=body.report_id or uuid.uuid4().hex,
@@ -121,18 +136,8 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
         end=body.end,
     )
     try:
-        await claim_report_id(context.pool, job)
-    except ReportIdTakenError as taken:
-        raise ApiError(409, str(taken), field="report_id") from None
-    try:
         async with asyncio.timeout(settings.api_start_timeout_seconds * 5):
-            await start_job(
-                context.client,
-                settings,
-                GenerateReportWorkflow.run,
-                job,
-                workflow_id=job.workflow_id,
-            )
+            await enqueue_report(context.client, settings, context.pool, job)
     except (RPCError, RuntimeError, TimeoutError):
         raise _temporal_down() from None
     location = f"/reports/{job.report_id}"
@@ -143,7 +148,10 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
 @router.get(
     "/reports/{report_id}",
     response_model=ReportStatus,
-    responses={404: ERROR_RESPONSES[422] | {"description": "no report with this id"}},
+    responses={
+        404: problem("no report with this id"),
+        422: problem("a `report_id` out of pattern"),
+    },
 )
 async def get_report(
     report_id: Annotated[str, Path(pattern=REPORT_ID_PATTERN)], context: ContextParam

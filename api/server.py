@@ -49,6 +49,9 @@ async def serve(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        # Whose X-Forwarded-For sets the client address (the rate limits count by it).
+        proxy_headers=True,
+        forwarded_allow_ips=settings.api_forwarded_allow_ips,
     )
     server = _Server(config, started)
     serving = asyncio.create_task(server.serve(), name="uvicorn")

@@ -41,10 +41,11 @@ from temporalio.service import RPCError
 
 from bench.stack import Stack, load_note
 from offload.db import QUERIES, create_pool
+from offload.dev.stack import find_binary
+from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.email import enqueue_email
 
 JOBS = int(os.environ.get("CHAOS_JOBS", "500"))
 # Recipients the sink refuses (550): these jobs must end in the dead-letter queue, not vanish.
@@ -71,7 +72,7 @@ class WorkerProcess:
         env = {**os.environ, **self.settings.to_env()}
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "starters.cli", "worker"],
+                [find_binary("offload", "offload"), "worker"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -251,7 +252,7 @@ async def dead_letters(settings: Settings) -> dict[str, str] | None:
         return None
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "starters.cli", "dlq", "list", "--json"],
+        [find_binary("offload", "offload"), "dlq", "list", "--json"],
         env={**os.environ, **settings.to_env()},
         capture_output=True,
         text=True,
@@ -265,7 +266,7 @@ async def dead_letters(settings: Settings) -> dict[str, str] | None:
 
 async def dead_letter_summary(client: Client, settings: Settings) -> Any:
     """The `summary` query of the dead-letter workflow: what an operator sees first."""
-    from starters.dlq import dead_letter_handle
+    from offload.jobs.dead_letters import dead_letter_handle
     from workflows.dead_letters import DeadLetterWorkflow
 
     handle = dead_letter_handle(client, settings)
@@ -367,19 +368,19 @@ def reports_built() -> bool:
 
 async def start_report(run: Run) -> None:
     """Seed leads and queue one report over them: it runs through the same faults."""
+    from offload.jobs.reports import enqueue_report, new_report_job
     from offload.seed import seed
-    from starters.report import enqueue_report, report_job
 
     pool = await create_pool(run.settings, max_size=2)
     try:
         seeded = await seed(pool, leads=REPORT_LEADS, agents=2, seed=7, end=date(2026, 7, 1))
         user_id = int(await pool.fetchval("SELECT min(id) FROM agents"))
-        job = report_job(
+        job = new_report_job(
             run.settings,
             report_id=f"chaos-{uuid.uuid4().hex[:8]}",
             user_id=user_id,
-            start=seeded.first_day.isoformat(),
-            end=seeded.last_day.isoformat(),
+            start=seeded.first_day,
+            end=seeded.last_day,
         )
         run.report = await with_retries(lambda: enqueue_report(run.client, run.settings, pool, job))
     finally:

@@ -20,12 +20,13 @@ from temporalio.client import WorkflowFailureError
 
 from bench.rows import Row, at_most, print_and_exit
 from offload.db import create_pool, migrate
-from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
+from offload.dev.stack import EmbeddedPostgres, SmtpSink, TemporalDevServer
+from offload.jobs.dead_letters import list_dead_letters
+from offload.jobs.email import enqueue_email
 from offload.models import EmailJob, RetryConfig
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.dlq import list_dead_letters
-from starters.email import enqueue_email
 from workers.main import build_workers, run_workers
 
 SAMPLES = 20

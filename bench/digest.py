@@ -28,8 +28,9 @@ from activities.email import EmailActivities
 from bench.rows import Row, at_least, print_and_exit
 from offload import mail, queues
 from offload.db import create_pool, migrate
-from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
+from offload.dev.stack import EmbeddedPostgres, SmtpSink, TemporalDevServer
 from offload.models import DigestPlan, ScheduledRun
+from offload.net import free_port
 from offload.settings import Settings
 from offload.windows import previous_day
 from workers.main import build_workers, run_workers

@@ -26,11 +26,11 @@ from bench.rows import Row, at_least, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload import queues
 from offload.db import create_pool
+from offload.jobs.email import enqueue_email
+from offload.jobs.start import start_job
 from offload.models import EmailJob
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.email import enqueue_email
-from starters.jobs import start_job
 from workers.main import build_workers, run_workers
 
 LATENCY_SAMPLES = int(os.environ.get("BENCH_EMAIL_LATENCY_SAMPLES", "100"))

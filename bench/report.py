@@ -22,12 +22,13 @@ import asyncpg
 from activities.reports import day_start
 from bench.rows import Row, at_most, print_and_exit
 from offload.db import QUERIES, create_pool, migrate
-from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
+from offload.dev.stack import EmbeddedPostgres, SmtpSink, TemporalDevServer, find_binary
+from offload.jobs.reports import enqueue_report, new_report_job
 from offload.models import ReportJob
+from offload.net import free_port
 from offload.seed import seed
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.report import enqueue_report, report_job
 
 SIZES = (100_000, 1_000_000)
 SEED_END = date(2026, 7, 1)
@@ -83,9 +84,7 @@ async def measure_on(
 
     def report_over(start: date, end: date) -> ReportJob:
         report_id = f"bench-{start}-{end}-{uuid.uuid4().hex[:6]}"
-        return report_job(
-            settings, report_id=report_id, user_id=1, start=start.isoformat(), end=end.isoformat()
-        )
+        return new_report_job(settings, report_id=report_id, user_id=1, start=start, end=end)
 
     timings: dict[int, tuple[float, float, float]] = {}
     try:
@@ -96,9 +95,7 @@ async def measure_on(
             print(f"seeded {size} leads in {time.monotonic() - began:.1f}s", file=sys.stderr)
             env = {**os.environ, **settings.to_env()}
             worker = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "starters.cli",
+                find_binary("offload", "offload"),
                 "worker",
                 env=env,
                 stdout=subprocess.DEVNULL,

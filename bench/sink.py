@@ -10,7 +10,7 @@ import argparse
 import signal
 from pathlib import Path
 
-from offload.devstack import SinkRules, SmtpSink
+from offload.dev.stack import SinkRules, SmtpSink
 
 
 def main() -> None:

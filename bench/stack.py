@@ -19,7 +19,8 @@ from typing import Any
 import asyncpg
 
 from offload.db import create_pool, migrate
-from offload.devstack import EmbeddedPostgres, SmtpSink, TemporalDevServer, free_port
+from offload.dev.stack import EmbeddedPostgres, SmtpSink, TemporalDevServer
+from offload.net import free_port
 from offload.settings import Settings
 
 

@@ -80,6 +80,23 @@ class Settings(BaseSettings):
     # before it is the relay's (younger ones are still being started by the API).
     outbox_poll_seconds: float = Field(1.0, validation_alias="OFFLOAD_OUTBOX_POLL_SECONDS", gt=0)
     outbox_grace_seconds: float = Field(2.0, validation_alias="OFFLOAD_OUTBOX_GRACE_SECONDS", ge=0)
+    # Abuse limits of POST /leads, shared by every API process (0 turns one off): requests
+    # per client address per window (then 429), confirmation emails per mailbox per window
+    # (then the lead is saved without one). The address comes from X-Forwarded-For only
+    # when the peer is one of OFFLOAD_API_FORWARDED_ALLOW_IPS (uvicorn's forwarded_allow_ips).
+    api_client_rate_limit: int = Field(60, validation_alias="OFFLOAD_API_CLIENT_RATE_LIMIT", ge=0)
+    api_client_rate_window_seconds: int = Field(
+        60, validation_alias="OFFLOAD_API_CLIENT_RATE_WINDOW_SECONDS", ge=1
+    )
+    api_recipient_email_limit: int = Field(
+        3, validation_alias="OFFLOAD_API_RECIPIENT_EMAIL_LIMIT", ge=0
+    )
+    api_recipient_window_seconds: int = Field(
+        86_400, validation_alias="OFFLOAD_API_RECIPIENT_WINDOW_SECONDS", ge=1
+    )
+    api_forwarded_allow_ips: str = Field(
+        "127.0.0.1,::1", validation_alias="OFFLOAD_API_FORWARDED_ALLOW_IPS"
+    )
     # Answers kept for Idempotency-Key, and started outbox rows, are deleted after this.
     api_retention_hours: int = Field(24, validation_alias="OFFLOAD_API_RETENTION_HOURS", ge=1)
     # Fault injection for the tests and the benchmark, never for production: the API process

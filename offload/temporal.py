@@ -12,7 +12,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from offload.codec import encryption_codec
-from offload.devstack import port_is_free, split_address
+from offload.net import port_is_free, split_address
 from offload.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from temporalio.client import Client
 from api.app import create_app
 from api.server import serve
 from offload.db import Pool, create_pool
-from offload.devstack import require_free_port
+from offload.net import require_free_port
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.worker import stop_on_signals

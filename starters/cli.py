@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from offload.db import DatabaseUnavailableError
-from offload.devstack import PortInUseError
+from offload.jobs.errors import JobInputError
+from offload.net import PortInUseError
 from offload.settings import Settings
 from offload.temporal import TemporalUnavailableError
 from starters import api, codec, db, demo, dev, dlq, email, report, schedules, stats, worker
@@ -54,6 +55,10 @@ async def run(argv: Sequence[str] | None = None) -> int:
         return code
     except CommandError as err:
         fail(str(err))
+        return 2
+    except JobInputError as err:
+        # The client layer names the input at fault as the API does; here it is the flag.
+        fail(f"--{err.field.replace('_', '-')}: {err}" if err.field else str(err))
         return 2
     except ValidationError as err:
         fail(f"invalid settings or input:\n{err}")

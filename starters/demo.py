@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from temporalio.client import (
@@ -29,21 +30,25 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.leads import LeadIn, confirmation_email
 from offload import queues
 from offload.db import Pool
-from offload.devstack import DevStack, free_port, port_is_free
+from offload.jobs.dead_letters import dead_letter_handle, list_dead_letters, redrive
+from offload.jobs.email import enqueue_email
+from offload.jobs.reports import enqueue_report, new_report_job
+from offload.jobs.schedules import apply_schedules
+from offload.jobs.schedules import schedule_id as schedule_id_of
+from offload.jobs.start import workflow_ui_url
+from offload.jobs.stats import collect_stats, render_table
 from offload.models import EmailJob, EmailResult, MarketRefreshResult, RedriveRequest, RetryConfig
+from offload.net import free_port, port_is_free
 from offload.seed import seed
 from offload.settings import Settings
 from starters.api import api_service, api_url
 from starters.dev import running_stack
-from starters.dlq import dead_letter_handle, list_dead_letters, redrive
-from starters.email import enqueue_email
-from starters.jobs import workflow_ui_url
-from starters.report import enqueue_report, follow, print_result, report_job
-from starters.schedules import apply_schedules
-from starters.schedules import schedule_id as schedule_id_of
-from starters.stats import collect_stats, render_table
+from starters.report import follow, print_result
 from workers.main import build_services, build_workers, run_workers
 from workflows.dead_letters import DeadLetterWorkflow
+
+if TYPE_CHECKING:
+    from offload.dev.stack import DevStack
 
 
 @dataclass
@@ -247,12 +252,12 @@ async def report_step(demo: Demo) -> None:
     else:
         print(f"seeded    already: {have} leads")
     end = date.today() - timedelta(days=1)
-    job = report_job(
+    job = new_report_job(
         demo.settings,
         report_id=f"demo-{end.isoformat()}",
         user_id=1,
-        start=(end - timedelta(days=179)).isoformat(),
-        end=end.isoformat(),
+        start=end - timedelta(days=179),
+        end=end,
     ).model_copy(update={"chunk_rows": 300})
     before = set(demo.mail_files())
     handle = await enqueue_report(demo.client, demo.settings, demo.pool, job)

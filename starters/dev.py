@@ -6,26 +6,46 @@ import argparse
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from temporalio.client import Client
 
 from offload import queues
 from offload.codec import start_codec_server
 from offload.db import Pool, create_pool, migrate
-from offload.devstack import DevStack
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.api import api_service, api_url, check_api_port
+from starters.console import CommandError
 from starters.worker import stop_on_signals
 from workers.main import build_services, build_workers, run_workers
 
+if TYPE_CHECKING:
+    from offload.dev.stack import DevStack
+
 log = logging.getLogger(__name__)
+
+
+def dev_stack(settings: Settings) -> DevStack:
+    """The embedded services for `settings`, or a `CommandError` saying how to install them.
+
+    Imported here, not at the top: the dev stack comes with the `dev` extra, and every other
+    command works without it.
+    """
+    try:
+        from offload.dev.stack import DevStack
+    except ModuleNotFoundError as err:
+        raise CommandError(
+            f"this command runs the embedded dev stack, which needs the `dev` extra "
+            f"(pip install 'offload[dev]'); missing: {err.name}"
+        ) from None
+    return DevStack(settings)
 
 
 @asynccontextmanager
 async def running_stack(settings: Settings) -> AsyncIterator[tuple[DevStack, Client, Pool]]:
     """Start the embedded services, migrate, connect; stop everything on the way out."""
-    stack = DevStack(settings)
+    stack = dev_stack(settings)
     await stack.start()
     codec_server = None
     try:

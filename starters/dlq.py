@@ -8,88 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
-
-from offload import queues
-from offload.db import QUERIES, Pool, create_pool
-from offload.models import DiscardRequest, DiscardResult, RedriveRequest, RedriveResult
+from offload.db import create_pool
+from offload.jobs.dead_letters import (
+    STATUSES,
+    check_ids,
+    discard,
+    find_dead_letter,
+    list_dead_letters,
+    redrive,
+)
+from offload.models import DiscardRequest, RedriveRequest
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
-from workflows.dead_letters import DeadLetterWorkflow
-
-STATUSES = ("dead", "redriven", "discarded")
-_ENTRY_ID = re.compile(r"^dl-[0-9a-f]{12}$")
-
-
-def check_ids(ids: list[str]) -> list[str]:
-    """The ids as given, once each; a malformed one is a `CommandError` naming it."""
-    bad = [i for i in ids if not _ENTRY_ID.match(i)]
-    if bad:
-        raise CommandError(
-            f"ID {', '.join(repr(b) for b in bad)} is not a dead-letter id "
-            "(dl- and 12 hex digits, as `offload dlq list` prints)"
-        )
-    return list(dict.fromkeys(ids))
-
-
-async def list_dead_letters(
-    pool: Pool, kind: str | None = None, status: str | None = None
-) -> list[dict[str, Any]]:
-    """Entries, newest failure first, optionally of one kind and status."""
-    rows = await pool.fetch(QUERIES.list_dead_letters, kind, status)
-    return [dict(r) for r in rows]
-
-
-async def find_dead_letter(pool: Pool, entry_id: str) -> dict[str, Any] | None:
-    row = await pool.fetchrow(QUERIES.find_dead_letter, entry_id)
-    if row is None:
-        return None
-    entry = dict(row)
-    entry["input"] = json.loads(entry["input"])
-    return entry
-
-
-def dead_letter_handle(
-    client: Client, settings: Settings
-) -> WorkflowHandle[DeadLetterWorkflow, None]:
-    return client.get_workflow_handle_for(
-        DeadLetterWorkflow.run, queues.dead_letters_id(settings.task_queue_prefix)
-    )
-
-
-async def redrive(client: Client, settings: Settings, request: RedriveRequest) -> RedriveResult:
-    """Redrive entries; a refused request is a `CommandError` with the workflow's reason."""
-    try:
-        return await dead_letter_handle(client, settings).execute_update(
-            DeadLetterWorkflow.redrive, request
-        )
-    except (WorkflowUpdateFailedError, RPCError) as err:
-        raise _refused(err) from None
-
-
-async def discard(client: Client, settings: Settings, request: DiscardRequest) -> DiscardResult:
-    """Discard entries; a refused request is a `CommandError` with the workflow's reason."""
-    try:
-        return await dead_letter_handle(client, settings).execute_update(
-            DeadLetterWorkflow.discard, request
-        )
-    except (WorkflowUpdateFailedError, RPCError) as err:
-        raise _refused(err) from None
-
-
-def _refused(err: WorkflowUpdateFailedError | RPCError) -> CommandError:
-    if isinstance(err, RPCError):
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return CommandError("the dead-letter queue is empty: no job has been dead-lettered")
-        return CommandError(f"the dead-letter workflow did not answer: {err.message}")
-    cause = err.cause
-    message = getattr(cause, "message", None) or str(cause)
-    return CommandError(message)
 
 
 def _table(rows: list[dict[str, Any]]) -> None:

@@ -6,40 +6,13 @@ import argparse
 import json
 from typing import Any
 
-import jinja2
-from temporalio.client import Client, WorkflowHandle
-
 from offload import mail
-from offload.models import EmailJob, EmailResult
+from offload.jobs.email import enqueue_email, validate_email_job
+from offload.jobs.start import workflow_ui_url
+from offload.models import EmailJob
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
-from starters.jobs import start_job, workflow_ui_url
-from workflows.email import SendEmailWorkflow
-
-
-def validate_email_job(job: EmailJob) -> None:
-    """Check what the activity would refuse, before anything starts.
-
-    Raises:
-        CommandError: an invalid address, an unknown template, or data the template lacks.
-    """
-    try:
-        mail.check_address(job.to)
-        mail.render(job.template, job.data)
-    except (mail.InvalidAddressError, mail.UnknownTemplateError) as err:
-        raise CommandError(str(err)) from None
-    except jinja2.TemplateError as err:
-        raise CommandError(f"--data does not fit template {job.template!r}: {err}") from None
-
-
-async def enqueue_email(
-    client: Client, settings: Settings, job: EmailJob
-) -> WorkflowHandle[SendEmailWorkflow, EmailResult]:
-    """Queue `job`; the same idempotency key queued twice is one workflow and one email."""
-    return await start_job(
-        client, settings, SendEmailWorkflow.run, job, workflow_id=job.workflow_id
-    )
 
 
 def parse_data(text: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.server import serve
-from offload.devstack import SmtpSink, free_port
+from offload.dev.stack import SmtpSink
+from offload.net import free_port
 from offload.settings import Settings
 
 T = TypeVar("T")

@@ -23,13 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from offload import queues
 from offload.db import Pool, create_pool, migrate
-from offload.devstack import (
-    EmbeddedPostgres,
-    SmtpSink,
-    TemporalDevServer,
-    find_binary,
-    free_port,
-)
+from offload.dev.stack import EmbeddedPostgres, SmtpSink, TemporalDevServer, find_binary
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
 from tests.harness import running_worker

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import entry_points
 from typing import Any
 
 from temporalio.client import Client
 
 from offload import queues
 from offload.db import Pool
+from offload.dev.stack import find_binary
 from offload.settings import Settings
 from workers.main import build_services, build_workers, run_workers
 
@@ -33,10 +36,18 @@ async def running_worker(
         await task
 
 
+def offload_parser() -> argparse.ArgumentParser:
+    """The argument parser of the installed `offload` script, found through its entry point."""
+    [script] = entry_points(group="console_scripts", name="offload")
+    cli = sys.modules[script.load().__module__]
+    parser: argparse.ArgumentParser = cli.build_parser()
+    return parser
+
+
 def offload_process(settings: Settings, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
     """`offload ARGS` as a child process with `settings` in its environment."""
     env = {**os.environ, **settings.to_env()}
-    return subprocess.Popen([sys.executable, "-m", "starters.cli", *args], env=env, **popen)
+    return subprocess.Popen([find_binary("offload", "offload"), *args], env=env, **popen)
 
 
 def run_offload(
@@ -45,7 +56,7 @@ def run_offload(
     """Run `offload ARGS` to completion; its output is captured as text."""
     env = {**os.environ, **settings.to_env()}
     return subprocess.run(
-        [sys.executable, "-m", "starters.cli", *args],
+        [find_binary("offload", "offload"), *args],
         env=env,
         capture_output=True,
         text=True,

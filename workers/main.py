@@ -28,8 +28,8 @@ from activities.reports import ReportActivities
 from activities.sessions import SessionActivities
 from offload import queues
 from offload.db import Pool
+from offload.jobs.outbox import OutboxRelay
 from offload.settings import Settings
-from starters.outbox import OutboxRelay
 from workers.metrics import JobMetricsInterceptor
 from workflows.dead_letters import DeadLetterWorkflow
 from workflows.email import SendEmailWorkflow

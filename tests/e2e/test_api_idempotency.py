@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
 from tests.api import delivered
 
 ADA = {"name": "Ada Lovelace", "email": "ada@example.com", "property": "12 Harbour View"}

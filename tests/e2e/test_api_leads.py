@@ -10,7 +10,7 @@ import pytest
 
 from api.leads import LeadIn, confirmation_email
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
 from offload.models import EmailJob
 from offload.settings import Settings
 

@@ -9,7 +9,8 @@ import httpx
 
 from api.app import create_app
 from offload.db import Pool
-from offload.devstack import SmtpSink, TemporalDevServer, free_port
+from offload.dev.stack import SmtpSink, TemporalDevServer
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
 from tests.api import delivered, eventually, serving, timed_post

@@ -13,7 +13,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from offload.db import Pool
-from offload.devstack import SmtpSink, free_port
+from offload.dev.stack import SmtpSink
+from offload.net import free_port
 from offload.settings import Settings
 from tests.api import delivered, eventually
 from tests.harness import offload_process, run_offload, running_worker

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 
 from offload.db import Pool
-from offload.devstack import SmtpSink, free_port
+from offload.dev.stack import SmtpSink
+from offload.net import free_port
 from offload.settings import Settings
 from tests.harness import offload_process
 

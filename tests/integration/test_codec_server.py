@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 
 from offload.codec import EncryptionCodec, codec_app, new_key, parse_key
-from offload.devstack import free_port
+from offload.net import free_port
 from offload.settings import Settings
 from tests.harness import offload_process, run_offload
 

@@ -14,7 +14,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 
 from offload import queues
 from offload.db import Pool
-from offload.devstack import SmtpSink, TemporalDevServer, free_port
+from offload.dev.stack import SmtpSink, TemporalDevServer
+from offload.jobs.dead_letters import dead_letter_handle, list_dead_letters
+from offload.jobs.email import enqueue_email
 from offload.models import (
     DeadLetterBatch,
     DeadLetterEntry,
@@ -23,10 +25,9 @@ from offload.models import (
     EmailJob,
     RedriveRequest,
 )
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.dlq import dead_letter_handle, list_dead_letters
-from starters.email import enqueue_email
 from tests.harness import run_offload, running_worker
 from workflows.dead_letters import DeadLetterWorkflow
 

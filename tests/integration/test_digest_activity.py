@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.digest import DigestActivities
 from activities.email import SmtpTransientError
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
 from offload.models import DigestBatch, DigestBatchProgress, DigestBatchResult, DigestPlan
 from offload.settings import Settings
 

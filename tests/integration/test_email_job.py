@@ -13,10 +13,10 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
+from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
 from offload.settings import Settings
-from starters.email import enqueue_email
 from tests.harness import offload_process, run_offload
 
 SCHEDULED = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED

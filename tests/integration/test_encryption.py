@@ -10,11 +10,11 @@ from pydantic import SecretStr
 
 from offload.codec import new_key
 from offload.db import Pool
-from offload.devstack import TemporalDevServer, find_binary
+from offload.dev.stack import TemporalDevServer, find_binary
+from offload.jobs.email import enqueue_email
 from offload.models import EmailResult
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.email import enqueue_email
 from tests.harness import running_worker
 from tests.integration.test_email_job import lead_email
 

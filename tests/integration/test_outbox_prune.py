@@ -5,8 +5,8 @@ from __future__ import annotations
 from temporalio.client import Client
 
 from offload.db import Pool
+from offload.jobs.outbox import OutboxRelay
 from offload.settings import Settings
-from starters.outbox import OutboxRelay
 
 
 async def test_the_relay_prunes_what_is_past_retention_and_never_a_pending_row(

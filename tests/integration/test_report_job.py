@@ -18,10 +18,10 @@ from temporalio.service import RPCError
 
 from activities.reports import day_start
 from offload.db import Pool
-from offload.devstack import SmtpSink
+from offload.dev.stack import SmtpSink
+from offload.jobs.reports import enqueue_report, new_report_job
 from offload.models import ReportJob
 from offload.settings import Settings
-from starters.report import enqueue_report, report_job
 from tests.harness import offload_process, run_offload
 from tests.reports import read_csv, seed_leads, sql_report, sql_totals
 from workflows.reports import GenerateReportWorkflow
@@ -31,12 +31,8 @@ HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
 
 
 def job_for(settings: Settings, **fields: object) -> ReportJob:
-    job = report_job(
-        settings,
-        report_id=f"r-{uuid.uuid4().hex[:12]}",
-        user_id=1,
-        start=START.isoformat(),
-        end=END.isoformat(),
+    job = new_report_job(
+        settings, report_id=f"r-{uuid.uuid4().hex[:12]}", user_id=1, start=START, end=END
     )
     return job.model_copy(update=fields)
 
@@ -158,10 +154,10 @@ async def test_a_worker_killed_mid_chunk_resumes_from_its_last_heartbeat(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--start", "2026-02-01", "--end", "2026-01-01"], "is before --start"),
-        (["--start", "2024-01-01", "--end", "2026-01-01"], "at most 366"),
+        (["--start", "2026-02-01", "--end", "2026-01-01"], "--end: 2026-01-01 is before start"),
+        (["--start", "2024-01-01", "--end", "2026-01-01"], "--end: the range spans 732 days"),
         (["--start", "2026-13-01", "--end", "2026-12-31"], "--start: '2026-13-01' is not a date"),
-        (["--start", "2026-01-01", "--end", "2026-01-31", "--user-id", "999"], "no agent"),
+        (["--start", "2026-01-01", "--end", "2026-01-31", "--user-id", "9"], "--user-id: no agent"),
         (["--start", "9999-12-31", "--end", "9999-12-31"], "--end: 9999-12-31 is after 9999-12-30"),
     ],
 )
@@ -189,7 +185,8 @@ async def test_a_report_id_reused_with_other_parameters_exits_2_naming_the_exist
     assert first.returncode == 0, first.stderr
     other = await asyncio.to_thread(run_offload, settings, *args, "--user-id", "2")
     assert other.returncode == 2, other
-    assert "--user-id 1 --start 2026-01-01 --end 2026-01-31" in other.stderr, other.stderr
+    assert "--report-id: report" in other.stderr, other.stderr
+    assert "user_id 1, start 2026-01-01, end 2026-01-31" in other.stderr, other.stderr
     await client.get_workflow_handle(f"report-{report_id}").terminate("test over")
 
 

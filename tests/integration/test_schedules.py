@@ -22,7 +22,8 @@ from temporalio.client import (
 
 from offload import mail, queues
 from offload.db import Pool
-from offload.devstack import SampleFeedServer, SmtpSink, TemporalDevServer, find_binary
+from offload.dev.stack import SampleFeedServer, SmtpSink, TemporalDevServer, find_binary
+from offload.jobs.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
 from offload.models import (
     DailyReportResult,
     DigestResult,
@@ -32,8 +33,7 @@ from offload.models import (
     SessionCleanupResult,
 )
 from offload.settings import Settings
-from starters.dlq import list_dead_letters
-from starters.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
+from offload.jobs.dead_letters import list_dead_letters
 from tests.harness import run_offload, running_worker
 from workflows.maintenance import SendDigestEmailsWorkflow
 

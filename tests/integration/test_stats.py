@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from temporalio.client import Client
 
 from offload.db import Pool
-from offload.devstack import free_port
+from offload.jobs.email import enqueue_email
+from offload.jobs.stats import Stats, collect_stats, latency_stats, scrape
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.email import enqueue_email
-from starters.stats import Stats, collect_stats, latency_stats, scrape
 from tests.harness import offload_process, run_offload, running_worker
 from tests.integration.test_email_job import lead_email
 

@@ -8,11 +8,12 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from offload.db import Pool
-from offload.devstack import SmtpSink, free_port
+from offload.dev.stack import SmtpSink
+from offload.jobs.email import enqueue_email
+from offload.jobs.stats import Stats, collect_stats, scrape
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.email import enqueue_email
-from starters.stats import Stats, collect_stats, scrape
 from tests.harness import running_worker
 from tests.integration.test_dead_letters import REFUSED, email_to
 from tests.integration.test_stats import eventually

@@ -20,7 +20,7 @@ from offload.codec import (
     parse_key,
     ui_origins,
 )
-from offload.devstack import TemporalDevServer, ui_codec_args
+from offload.dev.stack import TemporalDevServer, ui_codec_args
 from offload.settings import Settings
 from offload.temporal import data_converter
 

@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 
 from api.metrics import ApiMetrics
 from offload.settings import Settings
-from starters.cli import build_parser
+from tests.harness import offload_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -147,7 +147,7 @@ def test_services_start_in_order(services: dict[str, dict[str, Any]]) -> None:
 
 
 def test_app_containers_run_offload_commands(services: dict[str, dict[str, Any]]) -> None:
-    parser = build_parser()
+    parser = offload_parser()
     commands = {name: services[name]["command"] for name in APP_SERVICES}
     assert commands["api"][:2] == ["offload", "api"]
     for name, command in commands.items():

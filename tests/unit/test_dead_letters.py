@@ -8,9 +8,9 @@ import pytest
 
 from activities.dead_letters import redrive_workflow_id
 from offload import queues
+from offload.jobs.dead_letters import check_ids
+from offload.jobs.errors import JobInputError
 from offload.models import DeadLetterEntry, DeadLetterSummary, dead_letter_id
-from starters.console import CommandError
-from starters.dlq import check_ids
 
 
 def test_an_entry_id_is_stable_per_run_and_differs_between_runs() -> None:
@@ -49,5 +49,5 @@ def test_the_summary_counts_by_kind_and_status() -> None:
 
 
 def test_malformed_ids_are_refused_by_name() -> None:
-    with pytest.raises(CommandError, match="ID '42', 'dl-xyz' is not a dead-letter id"):
+    with pytest.raises(JobInputError, match="ID '42', 'dl-xyz' is not a dead-letter id"):
         check_ids(["dl-0123456789ab", "42", "dl-xyz"])

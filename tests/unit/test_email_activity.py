@@ -9,8 +9,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.email import EmailActivities, SmtpConnections, SmtpTransientError
 from offload.db import Pool
-from offload.devstack import SmtpSink, free_port
+from offload.dev.stack import SmtpSink
 from offload.models import EmailJob
+from offload.net import free_port
 from offload.settings import Settings
 
 

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.market import MarketActivities, MarketDataUnavailableError
-from offload.devstack import SampleFeedServer
+from offload.dev.stack import SampleFeedServer
 from offload.models import MarketRefresh
 from offload.settings import Settings
 

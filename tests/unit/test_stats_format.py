@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from starters.stats import (
+from offload.jobs.stats import (
     DeadLetterStats,
     JobCounts,
     QueueStats,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from temporalio.service import TLSConfig
 
-from offload.devstack import free_port
+from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import metrics_runtime, tls_config
 

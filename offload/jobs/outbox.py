@@ -23,9 +23,9 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from offload.db import QUERIES, Pool
+from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
 from offload.settings import Settings
-from starters.email import enqueue_email
 
 log = logging.getLogger(__name__)
 

