@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 
+from asyncpg import Record
 from temporalio import activity
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from offload import queues
 from offload.db import QUERIES, Pool
@@ -22,8 +23,10 @@ from offload.models import (
     DiscardResult,
     EntryIds,
     RedrivenJob,
+    RedrivePage,
     RedriveResult,
     StoredDeadLetters,
+    redrive_workflow_id,
 )
 from offload.settings import Settings
 
@@ -33,18 +36,10 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_WORKFLOW = "DeadLetterWorkflow"
 RECORD_SIGNAL = "record"
 
-_REDRIVE_SUFFIX = re.compile(r"^(?P<base>.*)-redrive-(?P<n>\d+)$")
-
-# Redrives start workflows a few at a time: enough to be quick, few enough to be gentle.
+# The memo key a redriven workflow carries: the id of the entry it redrives.
+REDRIVE_OF = "redrive_of"
+# Starts in flight at once: a slow server still gives a quick redrive.
 _REDRIVE_CONCURRENCY = 20
-
-
-def redrive_workflow_id(workflow_id: str) -> str:
-    """`<id>-redrive-1` for a first redrive; a redriven job that failed again gets `-redrive-2`."""
-    match = _REDRIVE_SUFFIX.match(workflow_id)
-    if match:
-        return f"{match['base']}-redrive-{int(match['n']) + 1}"
-    return f"{workflow_id}-redrive-1"
 
 
 class DeadLetterActivities:
@@ -110,44 +105,110 @@ class DeadLetterActivities:
 
     @activity.defn
     async def find_dead_letter_refs(self, lookup: DeadLetterLookup) -> DeadLetterRefs:
-        """The ids, kinds and statuses of the entries `lookup` names."""
+        """The ids, kinds and statuses of the entries `lookup` names (a page, by kind)."""
         if lookup.kind is not None:
-            rows = await self.pool.fetch(QUERIES.find_dead_letter_refs_of_kind, lookup.kind)
+            after = lookup.after
+            rows = await self.pool.fetch(
+                QUERIES.find_dead_letter_refs_of_kind,
+                lookup.kind,
+                lookup.error_type,
+                after.failed_at if after is not None else None,
+                after.id if after is not None else None,
+                lookup.failed_before,
+                lookup.limit,
+            )
         else:
             rows = await self.pool.fetch(QUERIES.find_dead_letter_refs, lookup.ids)
         return DeadLetterRefs(
-            refs=[DeadLetterRef(id=r["id"], kind=r["kind"], status=r["status"]) for r in rows]
+            refs=[
+                DeadLetterRef(
+                    id=r["id"], kind=r["kind"], status=r["status"], failed_at=r.get("failed_at")
+                )
+                for r in rows
+            ]
         )
 
     @activity.defn
-    async def redrive_dead_letters(self, request: EntryIds) -> RedriveResult:
-        """Start each entry's workflow type with its input under `<id>-redrive-<n>`, once.
+    async def redrive_dead_letters(self, page: RedrivePage) -> RedriveResult:
+        """Start each dead entry's workflow type with its input under `<id>-redrive-<n>`.
 
-        The start is idempotent (USE_EXISTING, reuse only after failure), so a retry of this
-        activity after a crash finds the workflows it started and starts nothing twice.
+        Idempotent at every step, so a retry after a crash or a timeout finishes the page
+        and starts nothing twice: entries no longer dead are skipped; each start is marked
+        in `dead_letters` as soon as it is made; a start that finds its workflow id taken
+        by the redrive of this same entry (its memo names the entry) is that redrive,
+        already started. With `page.rate`, starts are spaced `1 / rate` seconds apart.
         """
-        rows = await self.pool.fetch(QUERIES.find_dead_letters_by_id, request.ids)
-        client = activity.client()
+        rows = await self.pool.fetch(QUERIES.find_dead_letters_to_redrive, page.ids)
+        interval = 1 / page.rate if page.rate else 0.0
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
         limit = asyncio.Semaphore(_REDRIVE_CONCURRENCY)
+        started = 0
 
-        async def redrive(row: dict[str, object]) -> RedrivenJob:
-            new_id = redrive_workflow_id(str(row["workflow_id"]))
+        async def redrive(n: int, row: Record) -> None:
+            nonlocal started
             async with limit:
+                if interval:
+                    await asyncio.sleep(max(0.0, begun + n * interval - loop.time()))
+                new_id = await self.start_redrive(row)
+                await self.pool.execute(QUERIES.mark_dead_letter_redriven, row["id"], new_id)
+            started += 1
+            log.info("redrove %s as %s", row["id"], new_id)
+
+        async def beat() -> None:
+            # Alive while starts are slow: a dead worker is noticed by the heartbeat timeout.
+            while True:
+                activity.heartbeat(started)
+                await asyncio.sleep(1)
+
+        beating = asyncio.create_task(beat())
+        try:
+            # Every start that succeeds is marked, even when another fails: the retry then
+            # has only the rest to do.
+            outcomes = await asyncio.gather(
+                *(redrive(n, row) for n, row in enumerate(rows)), return_exceptions=True
+            )
+        finally:
+            beating.cancel()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        # The page's redrives, this attempt's and those of an attempt that died before it
+        # returned: the workflow counts each entry of the page once.
+        done = await self.pool.fetch(QUERIES.find_redriven_of, page.ids)
+        return RedriveResult(
+            redriven=[
+                RedrivenJob(entry_id=r["id"], workflow_id=r["redrive_workflow_id"]) for r in done
+            ],
+            count=len(done),
+        )
+
+    async def start_redrive(self, row: Record) -> str:
+        """Start the redrive of one entry, or find the one already started; return its id.
+
+        The workflow id of a redrive is a job's id: it never runs twice (REJECT_DUPLICATE).
+        An id taken by another entry's redrive (two failed runs of one job) moves on to the
+        next `-redrive-<n>`.
+        """
+        client = activity.client()
+        new_id = redrive_workflow_id(str(row["workflow_id"]))
+        while True:
+            try:
                 await client.start_workflow(
                     str(row["workflow_type"]),
                     json.loads(str(row["input"])),
                     id=new_id,
                     task_queue=queues.named(queues.WORKFLOWS, self.settings.task_queue_prefix),
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    memo={REDRIVE_OF: row["id"]},
                 )
-                await self.pool.execute(QUERIES.mark_dead_letter_redriven, row["id"], new_id)
-            return RedrivenJob(entry_id=str(row["id"]), workflow_id=new_id)
-
-        redriven = await asyncio.gather(*(redrive(dict(r)) for r in rows))
-        for job in redriven:
-            log.info("redrove %s as %s", job.entry_id, job.workflow_id)
-        return RedriveResult(redriven=list(redriven))
+                return new_id
+            except WorkflowAlreadyStartedError:
+                existing = await client.get_workflow_handle(new_id).describe()
+                if (await existing.memo()).get(REDRIVE_OF) == row["id"]:
+                    return new_id
+                new_id = redrive_workflow_id(new_id)
 
     @activity.defn
     async def discard_dead_letters(self, request: EntryIds) -> DiscardResult:

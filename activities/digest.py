@@ -6,7 +6,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from typing import Any
 
 import aiosmtplib
@@ -92,22 +91,17 @@ class DigestActivities:
 
     def build(
         self, plan: DigestPlan, agent: Any, leads: list[dict[str, Any]], sent_at: datetime
-    ) -> tuple[str, str, Message]:
+    ) -> tuple[str, mail.ComposedEmail]:
         key = digest_key(plan, agent["id"])
-        to = mail.check_address(agent["email"])
-        rendered = mail.render(
-            TEMPLATE, {"name": agent["name"], "day": plan.day.isoformat(), "leads": leads}
-        )
-        message_id = mail.message_id(key, self.settings.mail_from)
-        message = mail.build_message(
-            rendered,
-            mail_from=self.settings.mail_from,
-            to=to,
-            message_id=message_id,
-            date=sent_at,
+        composed = mail.compose(
+            TEMPLATE,
+            {"name": agent["name"], "day": plan.day.isoformat(), "leads": leads},
+            to=agent["email"],
             idempotency_key=key,
+            mail_from=self.settings.mail_from,
+            date=sent_at,
         )
-        return key, message_id, message
+        return key, composed
 
     @activity.defn
     async def send_digest_batch(self, batch: DigestBatch) -> DigestBatchResult:
@@ -186,7 +180,7 @@ class DigestActivities:
                     continue
                 sent_at = datetime.now(UTC)
                 try:
-                    key, message_id, message = self.build(plan, agent, leads[agent_id], sent_at)
+                    key, composed = self.build(plan, agent, leads[agent_id], sent_at)
                 except mail.InvalidAddressError as err:
                     refusal = permanent("InvalidAddress", str(err))
                     if batch.raise_failures:
@@ -199,7 +193,7 @@ class DigestActivities:
                         f"template {TEMPLATE!r}: {err}", type="TemplateError", non_retryable=True
                     ) from None
                 try:
-                    await smtp.send_message(message)
+                    await smtp.send_message(composed.message)
                 except (aiosmtplib.SMTPException, OSError) as err:
                     failure = classify_smtp_error(err)
                     if batch.raise_failures or not about_recipient(err):
@@ -213,7 +207,7 @@ class DigestActivities:
                     continue
                 result.sent += 1
                 pending.append(
-                    (agent_id, key, message_id, str(message["To"]), len(leads[agent_id]), sent_at)
+                    (agent_id, key, composed.message_id, composed.to, len(leads[agent_id]), sent_at)
                 )
                 if len(pending) >= LOG_EVERY:
                     await record(index)

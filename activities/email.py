@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from offload import mail
 from offload.db import QUERIES, Pool
+from offload.logs import redact_addresses
 from offload.models import EmailJob, EmailResult
 from offload.settings import Settings
 
@@ -35,21 +36,25 @@ def classify_smtp_error(err: Exception) -> Exception:
     """Map an aiosmtplib error to a retryable error or a non-retryable `ApplicationError`.
 
     5xx means the server will never take this message; 4xx and connection errors may heal.
+    Servers often echo the recipient in their reply: the message keeps the reply's code and
+    words, with each address replaced by `<address>`, since it travels into logs.
     """
     if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
         refusals = err.recipients
         code = min((r.code for r in refusals), default=0)
-        reasons = "; ".join(f"{r.code} {r.message}" for r in refusals)
+        reasons = "; ".join(f"{r.code} {redact_addresses(r.message)}" for r in refusals)
         if code >= 500:
             return permanent("SmtpPermanentError", f"recipient refused: {reasons}")
         return SmtpTransientError(f"recipient deferred: {reasons}")
     if isinstance(err, aiosmtplib.SMTPResponseException):
-        text = f"SMTP {err.code} {err.message}"
+        text = f"SMTP {err.code} {redact_addresses(err.message)}"
         if 500 <= err.code < 600:
             return permanent("SmtpPermanentError", text)
         return SmtpTransientError(text)
     # SMTPServerDisconnected, SMTPConnectError, timeouts and socket errors.
-    return SmtpTransientError(f"SMTP connection failed: {type(err).__name__}: {err}")
+    return SmtpTransientError(
+        f"SMTP connection failed: {type(err).__name__}: {redact_addresses(str(err))}"
+    )
 
 
 class SmtpConnections:
@@ -167,30 +172,26 @@ class EmailActivities:
                 to=found["recipient"],
                 sent_at=found["sent_at"],
             )
+        sent_at = datetime.now(UTC)
         try:
-            to = mail.check_address(job.to)
+            composed = mail.compose(
+                job.template,
+                job.data,
+                to=job.to,
+                idempotency_key=job.idempotency_key,
+                mail_from=self.settings.mail_from,
+                date=sent_at,
+            )
         except mail.InvalidAddressError as err:
             raise permanent("InvalidEmailAddress", str(err)) from None
-        try:
-            rendered = mail.render(job.template, job.data)
         except mail.UnknownTemplateError as err:
             raise permanent("UnknownTemplate", str(err)) from None
         except jinja2.TemplateError as err:
             raise permanent("TemplateError", f"template {job.template!r}: {err}") from None
-
-        message_id = mail.message_id(job.idempotency_key, self.settings.mail_from)
-        sent_at = datetime.now(UTC)
-        message = mail.build_message(
-            rendered,
-            mail_from=self.settings.mail_from,
-            to=to,
-            message_id=message_id,
-            date=sent_at,
-            idempotency_key=job.idempotency_key,
-        )
+        message_id, to = composed.message_id, composed.to
         try:
             async with self.smtp.connection() as smtp:
-                await smtp.send_message(message)
+                await smtp.send_message(composed.message)
         except aiosmtplib.SMTPException as err:
             raise classify_smtp_error(err) from err
         except OSError as err:

@@ -47,7 +47,7 @@ class ApiContext:
             return False
         try:
             async with asyncio.timeout(self.settings.api_start_timeout_seconds):
-                await outbox.KINDS[kind].start(self.client, self.settings, job)
+                await outbox.start(self.client, self.settings, kind, job)
         except Exception as err:
             self.starts_paused_until = time.monotonic() + START_PAUSE_SECONDS
             self.metrics.job_starts.labels(outcome="failed").inc()

@@ -8,18 +8,41 @@ before, kept so that its clients go on reading the per-field list.
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any, Literal
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 from offload.jobs.errors import ConflictError, JobInputError
 
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
+
+# How long a client should wait before it retries a request that met an outage.
+RETRY_AFTER_SECONDS = 5
+
+# What PostgreSQL being down, restarting or full looks like from asyncpg: refused or reset
+# sockets (OSError, TimeoutError among them), a connection lost mid-query, a server shutting
+# down or not yet accepting connections, no connection slot left.
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+TEMPORAL_OUTAGES = (
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+)
 
 
 class FieldError(BaseModel):
@@ -58,6 +81,15 @@ class ApiError(Exception):
         self.status = status
         self.errors = [FieldError(field=field, message=message)]
         self.headers = headers
+
+
+def unavailable(service: str) -> ApiError:
+    """503 for an outage of `service`, with `Retry-After`: the request may succeed later."""
+    return ApiError(
+        503,
+        f"{service} is unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def error_response(
@@ -119,13 +151,41 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     )
 
 
+async def _database_down(request: Request, exc: Exception) -> ProblemResponse:
+    # The type only: a driver's message can carry the DSN's host and user.
+    log.warning(
+        "%s %s: PostgreSQL unavailable (%s)", request.method, request.url.path, type(exc).__name__
+    )
+    return await _api_error(request, unavailable("the database"))
+
+
+async def _temporal_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RPCError)
+    if exc.status not in TEMPORAL_OUTAGES:
+        return await _internal_error(request, exc)
+    log.warning(
+        "%s %s: Temporal unavailable (%s)", request.method, request.url.path, exc.status.name
+    )
+    return await _api_error(request, unavailable("Temporal"))
+
+
+async def _internal_error(request: Request, exc: Exception) -> ProblemResponse:
+    # Starlette's server-error middleware logs the traceback after this answer.
+    return error_response(500, [FieldError(field=None, message="internal error")])
+
+
 def install(app: FastAPI) -> None:
-    """Answer validation errors, `ApiError`, `JobInputError` and HTTP errors as `ErrorBody`,
-    and say so in the OpenAPI document."""
+    """Answer every error as `ErrorBody`: validation, `ApiError`, `JobInputError`, HTTP
+    errors, outages (503 with `Retry-After`) and, last, anything unexpected (500); and say
+    so in the OpenAPI document."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(JobInputError, _job_input_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, _database_down)
+    app.add_exception_handler(RPCError, _temporal_error)
+    app.add_exception_handler(Exception, _internal_error)
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -164,6 +224,11 @@ def problem(description: str, **headers: str) -> dict[str, Any]:
 
 
 RETRY_AFTER = "seconds to wait before trying again"
+
+# Any route that reads or writes the database can meet its outage.
+DATABASE_DOWN: dict[int | str, dict[str, Any]] = {
+    503: problem("PostgreSQL is unavailable", **{"Retry-After": RETRY_AFTER}),
+}
 
 # The refusals every route that takes a JSON body can give.
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -14,13 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.after_response import AfterResponseParam
 from api.context import ApiContext, ContextParam, LeadTask
-from api.errors import BODY_ERRORS, RETRY_AFTER, ApiError, problem
+from api.errors import BODY_ERRORS, DATABASE_DOWN, RETRY_AFTER, ApiError, problem
 from api.rate_limits import ClientLimit, RateLimits, rate_limits_of
 from offload import mail
 from offload.assignment import UnknownAgentError, assign_agent
 from offload.db import QUERIES, Pool
 from offload.jobs import outbox
-from offload.models import EmailJob, content_key
+from offload.models import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    IDEMPOTENCY_KEY_PATTERN,
+    EmailJob,
+    content_key,
+)
 from offload.settings import Settings
 
 router = APIRouter(tags=["leads"])
@@ -125,6 +129,7 @@ LEAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: problem(
         "over OFFLOAD_API_CLIENT_RATE_LIMIT from this address", **{"Retry-After": RETRY_AFTER}
     ),
+    **DATABASE_DOWN,
 }
 
 
@@ -178,8 +183,8 @@ async def create_lead(
         str | None,
         Header(
             min_length=1,
-            max_length=200,
-            pattern=r"^[\x21-\x7e]+$",
+            max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
             description="a retried POST with the same key and body gets the first answer "
             "back (with `Idempotent-Replayed: true`) and creates nothing new; the same key with "
             "another body is a 422; a key is kept OFFLOAD_API_RETENTION_HOURS (24)",
@@ -206,8 +211,6 @@ async def create_lead(
     context.metrics.leads.inc()
     if job is None:
         context.metrics.rate_limited.labels(limit="recipient").inc()
-    if context.settings.api_crash_after_commit:
-        os._exit(70)
     # The committed outbox row is what makes the job safe, not its start: so the response
     # does not wait for Temporal. The start follows the response at once; were it lost (the
     # process dies, the task is dropped), the relay starts the row by the same id.
@@ -262,20 +265,3 @@ async def _save(
             if claimed is None:
                 raise _AlreadyAnswered
     return lead_id, job
-
-
-@router.post(
-    "/bench/bare-lead",
-    status_code=201,
-    response_model=LeadCreated,
-    responses=BODY_ERRORS,
-    include_in_schema=False,
-)
-async def create_bare_lead(lead: LeadIn, context: ContextParam) -> Any:
-    """The benchmark's baseline: the same validation and one INSERT, nothing else."""
-    if not context.settings.api_bench_routes:
-        raise ApiError(404, "Not Found")
-    lead_id: int = await context.pool.fetchval(
-        QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source, None
-    )
-    return JSONResponse(LeadCreated(id=lead_id).model_dump(), status_code=201)

@@ -16,12 +16,11 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
-from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem
+from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem, unavailable
 from offload.jobs.reports import enqueue_report, new_report_job
-from offload.models import ReportResult
+from offload.models import REPORT_ID_PATTERN, ReportResult, report_workflow_id
 from workflows.reports import GenerateReportWorkflow
 
-REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 QUERY_TIMEOUT_SECONDS = 2.0
 
 _bearer = HTTPBearer(
@@ -53,7 +52,7 @@ def require_token(
 
 
 TEMPORAL_DOWN: dict[int | str, dict[str, Any]] = {
-    503: problem("Temporal is unavailable", **{"Retry-After": RETRY_AFTER})
+    503: problem("Temporal or PostgreSQL is unavailable", **{"Retry-After": RETRY_AFTER})
 }
 
 router = APIRouter(
@@ -97,10 +96,6 @@ class ReportStatus(BaseModel):
     result: Any = None
 
 
-def _temporal_down() -> ApiError:
-    return ApiError(503, "Temporal is unavailable; retry later", headers={"Retry-After": "5"})
-
-
 @router.post(
     "/reports",
     status_code=202,
@@ -139,7 +134,7 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
         async with asyncio.timeout(settings.api_start_timeout_seconds * 5):
             await enqueue_report(context.client, settings, context.pool, job)
     except (RPCError, RuntimeError, TimeoutError):
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     location = f"/reports/{job.report_id}"
     accepted = ReportAccepted(id=job.report_id, workflow_id=job.workflow_id, status_url=location)
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": location})
@@ -157,7 +152,7 @@ async def get_report(
     report_id: Annotated[str, Path(pattern=REPORT_ID_PATTERN)], context: ContextParam
 ) -> ReportStatus:
     """The report's status, its progress while it runs, and its result when done."""
-    workflow_id = f"report-{report_id}"
+    workflow_id = report_workflow_id(report_id)
     handle = context.client.get_workflow_handle(workflow_id, result_type=ReportResult)
     try:
         async with asyncio.timeout(QUERY_TIMEOUT_SECONDS * 2):
@@ -165,9 +160,9 @@ async def get_report(
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             raise ApiError(404, f"no report {report_id!r}", field="report_id") from None
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     except (RuntimeError, TimeoutError):
-        raise _temporal_down() from None
+        raise unavailable("Temporal") from None
     status = description.status or WorkflowExecutionStatus.RUNNING
     answer = ReportStatus(id=report_id, workflow_id=workflow_id, status=status.name.lower())
     try:

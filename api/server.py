@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import uvicorn
 from fastapi import FastAPI
 
+from api.app import create_app
+from offload.db import create_pool
 from offload.settings import Settings
+from offload.temporal import connect
 
 
 class _Server(uvicorn.Server):
@@ -47,6 +50,8 @@ async def serve(
         port=port or settings.api_port,
         log_level="warning",
         access_log=False,
+        # uvicorn's own handlers would bypass the process's PersonalDataFilter: propagate.
+        log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=10,
         # Whose X-Forwarded-For sets the client address (the rate limits count by it).
@@ -67,3 +72,27 @@ async def serve(
         watcher.cancel()
     if not server.started:
         raise RuntimeError(f"the API could not start on {settings.api_host}:{config.port}")
+
+
+async def serve_api(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    started: asyncio.Event | None = None,
+    extend: Callable[[FastAPI], None] | None = None,
+) -> None:
+    """`offload api` in this process: the app on its own pool and a lazy Temporal client.
+
+    Lazy: the API starts, and takes leads, while Temporal is down; the outbox relay starts
+    their jobs later. `extend` adds to the app before it serves: a benchmark's extra route,
+    a test's fault (they stay out of the app itself).
+    """
+    pool = await create_pool(settings, max_size=settings.api_pool_size)
+    try:
+        client = await connect(settings, lazy=True)
+        app = create_app(settings, pool=pool, client=client)
+        if extend is not None:
+            extend(app)
+        await serve(app, settings, stop, started=started)
+    finally:
+        await pool.close()

@@ -33,14 +33,16 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
+from bench.api_app import BARE
 from bench.email import percentile
 from bench.rows import Row, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload import queues
 from offload.db import create_pool
-from offload.dev.stack import find_binary
+from offload.dev.stack import find_binary, stop_process
 from offload.jobs.outbox import OutboxRelay
 from offload.net import free_port
+from offload.polling import wait_until
 from offload.settings import Settings
 from offload.temporal import connect
 
@@ -59,7 +61,6 @@ GOAL_P99_MS = 30.0
 WITH_WORKER = os.environ.get("BENCH_API_WORKER", "") == "1"
 
 LEAD = "/leads"
-BARE = "/bench/bare-lead"
 
 
 @dataclass
@@ -148,10 +149,17 @@ async def run_rate(load: Load, rate: int, rounds: int) -> RateResult:
 
 def start_process(settings: Settings, root: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
     """`offload ARGS` in its own process, with `settings` as its environment."""
+    return start_command(settings, root, name, find_binary("offload", "offload"), *args)
+
+
+def start_command(
+    settings: Settings, root: Path, name: str, *command: str
+) -> subprocess.Popen[bytes]:
+    """`command` in its own process, with `settings` as its environment, output in NAME.log."""
     env = {**os.environ, **settings.to_env()}
     log = (root / f"{name}.log").open("wb")
     return subprocess.Popen(
-        [find_binary("offload", "offload"), *args],
+        list(command),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -159,27 +167,16 @@ def start_process(settings: Settings, root: Path, name: str, *args: str) -> subp
     )
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 async def wait_for_api(client: httpx.AsyncClient, api: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
+    async def healthy() -> bool:
+        if api.poll() is not None:
+            raise RuntimeError("the API exited (see api.log)")
         try:
-            response = await client.get("/healthz")
-            if response.status_code == 200:
-                return
+            return (await client.get("/healthz")).status_code == 200
         except httpx.HTTPError:
-            pass
-        if api.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the API did not start (see api.log)")
-        await asyncio.sleep(0.2)
+            return False
+
+    await wait_until(healthy, within=60, what="the API (see api.log)", interval=0.2)
 
 
 async def outbox_settled(stack: Stack, expected: int, seconds: float) -> tuple[int, int]:
@@ -220,7 +217,6 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
     settings = stack.settings(
         f"bench-{run}-",
         OFFLOAD_API_PORT=port,
-        OFFLOAD_API_BENCH_ROUTES=True,
         # One client posts every lead: measured here is the API, not its abuse limit.
         OFFLOAD_API_CLIENT_RATE_LIMIT=0,
         OFFLOAD_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
@@ -228,7 +224,7 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
     worker = None
     if WITH_WORKER:
         worker = start_process(settings, root, "worker", "worker", "--queues", "workflows,email")
-    api = start_process(settings, root, "api", "api")
+    api = start_command(settings, root, "api", sys.executable, "-m", "bench.api_app")
     temporal = await connect(settings)
     pool = await create_pool(settings, max_size=2)
     stop_relay = asyncio.Event()
@@ -261,9 +257,9 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
         workflows = await workflows_on(temporal, queue, expected, settle)
     finally:
-        stop_process(api)
+        stop_process(api, timeout=20)
         if worker is not None:
-            stop_process(worker)
+            stop_process(worker, timeout=20)
         stop_relay.set()
         if relay is not None:
             await relay

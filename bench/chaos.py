@@ -41,7 +41,7 @@ from temporalio.service import RPCError
 
 from bench.stack import Stack, load_note
 from offload.db import QUERIES, create_pool
-from offload.dev.stack import find_binary
+from offload.dev.stack import find_binary, stop_process
 from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
 from offload.settings import Settings
@@ -89,13 +89,8 @@ class WorkerProcess:
         return None if self.process is None else self.process.poll()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout=30)
 
 
 @dataclass

@@ -79,19 +79,15 @@ async def plain_loop(settings: Settings, dsn: str, plan: DigestPlan) -> float:
     async with smtp:
         for agent in agents:
             key = digest_key(plan, agent["id"])
-            rendered = mail.render(
+            composed = mail.compose(
                 "daily-digest",
                 {"name": agent["name"], "day": plan.day.isoformat(), "leads": leads[agent["id"]]},
-            )
-            message = mail.build_message(
-                rendered,
-                mail_from=settings.mail_from,
                 to=agent["email"],
-                message_id=mail.message_id(key, settings.mail_from),
-                date=datetime.now(UTC),
                 idempotency_key=key,
+                mail_from=settings.mail_from,
+                date=datetime.now(UTC),
             )
-            await smtp.send_message(message)
+            await smtp.send_message(composed.message)
     return time.perf_counter() - started
 
 

@@ -9,6 +9,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from offload.tables import table
+
 
 @dataclass(frozen=True)
 class Row:
@@ -38,12 +40,7 @@ def render(rows: Sequence[Row]) -> str:
         (r.name, r.figure, r.baseline, f"{r.ratio:.2f}", r.goal, "yes" if r.met else "NO")
         for r in rows
     ]
-    widths = [
-        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)
-    ]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
-    out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)) for cell in cells]
+    out = table(headers, cells, rule=True)
     out += [f"  note: {r.name}: {r.note}" for r in rows if r.note]
     return "\n".join(out)
 

@@ -10,7 +10,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 import asyncpg
 
 from offload.db import create_pool, migrate
-from offload.dev.stack import EmbeddedPostgres, SmtpSink, TemporalDevServer
+from offload.dev.stack import EmbeddedPostgres, SmtpSink, TemporalDevServer, stop_process
 from offload.net import free_port
+from offload.polling import wait_until
 from offload.settings import Settings
 
 
@@ -38,28 +38,24 @@ class SinkProcess:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
 
     async def start(self, startup_seconds: float = 20) -> None:
-        self.process = self._launch()
-        deadline = time.monotonic() + startup_seconds
-        while True:
+        process = self.process = self._launch()
+
+        async def listening() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError("the SMTP sink exited")
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
             except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the SMTP sink did not start") from None
-                await asyncio.sleep(0.1)
-            else:
-                writer.close()
-                await writer.wait_closed()
-                return
+                return False
+            writer.close()
+            await writer.wait_closed()
+            return True
+
+        await wait_until(listening, within=startup_seconds, what="the SMTP sink")
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
             self.process = None
 
     def messages(self) -> list[Any]:

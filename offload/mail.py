@@ -8,6 +8,7 @@ empty string in a customer's inbox.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import charset
@@ -85,7 +86,15 @@ def check_address(address: str) -> str:
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as err:
-        raise InvalidAddressError(f"invalid email address {address!r}: {err}") from None
+        # Name the field, not its value: this message travels into logs and failures.
+        raise InvalidAddressError(
+            f"to: not a valid email address ({_unquoted(str(err))})"
+        ) from None
+
+
+def _unquoted(reason: str) -> str:
+    # email-validator's reasons can quote parts of the address ("invalid characters: 'x'").
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
 
 
 def message_id(idempotency_key: str, mail_from: str) -> str:
@@ -98,6 +107,46 @@ def message_id(idempotency_key: str, mail_from: str) -> str:
 # Bodies in UTF-8, quoted-printable: readable in the raw message, safe for any line length.
 _BODY_CHARSET = charset.Charset("utf-8")
 _BODY_CHARSET.body_encoding = charset.QP
+
+
+@dataclass(frozen=True)
+class ComposedEmail:
+    """A message ready to send: its normalised recipient, its `Message-ID`, the MIME message."""
+
+    to: str
+    message_id: str
+    message: Message
+
+
+def compose(
+    template: str,
+    data: dict[str, Any],
+    *,
+    to: str,
+    idempotency_key: str,
+    mail_from: str,
+    date: datetime,
+) -> ComposedEmail:
+    """Check the address, render `template` with `data` and build the message, its
+    `Message-ID` derived from `idempotency_key` (so every copy of one email carries the same).
+
+    Raises:
+        InvalidAddressError: `to` is not an address a server would accept.
+        UnknownTemplateError: no template of that name.
+        jinja2.TemplateError: the template uses a variable that `data` lacks.
+    """
+    recipient = check_address(to)
+    rendered = render(template, data)
+    mid = message_id(idempotency_key, mail_from)
+    message = build_message(
+        rendered,
+        mail_from=mail_from,
+        to=recipient,
+        message_id=mid,
+        date=date,
+        idempotency_key=idempotency_key,
+    )
+    return ComposedEmail(to=recipient, message_id=mid, message=message)
 
 
 def build_message(
@@ -117,15 +166,16 @@ def build_message(
     """
     local, _, domain = to.rpartition("@")
     recipient = str(Address(addr_spec=f"{local}@{domain}"))
+    headers = {"Message-ID": message_id, "Date": format_datetime(date)}
+    headers["X-Offload-Idempotency-Key"] = idempotency_key
     if not recipient.isascii():
-        return _build_smtputf8_message(
-            rendered,
-            mail_from=mail_from,
-            to=recipient,
-            message_id=message_id,
-            date=date,
-            idempotency_key=idempotency_key,
-        )
+        utf8 = EmailMessage()
+        utf8["From"], utf8["To"], utf8["Subject"] = mail_from, recipient, rendered.subject
+        for name, value in headers.items():
+            utf8[name] = value
+        utf8.set_content(rendered.text)
+        utf8.add_alternative(rendered.html, subtype="html")
+        return utf8
     msg = MIMEMultipart("alternative")
     msg["From"] = mail_from if mail_from.isascii() else formataddr(parseaddr(mail_from), "utf-8")
     msg["To"] = recipient
@@ -133,30 +183,8 @@ def build_message(
         msg["Subject"] = rendered.subject
     else:
         msg["Subject"] = Header(rendered.subject, "utf-8", header_name="Subject")  # type: ignore[assignment]
-    msg["Message-ID"] = message_id
-    msg["Date"] = format_datetime(date)
-    msg["X-Offload-Idempotency-Key"] = idempotency_key
+    for name, value in headers.items():
+        msg[name] = value
     msg.attach(MIMEText(rendered.text, "plain", _BODY_CHARSET))  # type: ignore[arg-type]
     msg.attach(MIMEText(rendered.html, "html", _BODY_CHARSET))  # type: ignore[arg-type]
-    return msg
-
-
-def _build_smtputf8_message(
-    rendered: RenderedEmail,
-    *,
-    mail_from: str,
-    to: str,
-    message_id: str,
-    date: datetime,
-    idempotency_key: str,
-) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = mail_from
-    msg["To"] = to
-    msg["Subject"] = rendered.subject
-    msg["Message-ID"] = message_id
-    msg["Date"] = format_datetime(date)
-    msg["X-Offload-Idempotency-Key"] = idempotency_key
-    msg.set_content(rendered.text)
-    msg.add_alternative(rendered.html, subtype="html")
     return msg

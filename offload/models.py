@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -40,6 +41,12 @@ def content_key(*parts: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+# An idempotency key is written into an email's `X-Offload-Idempotency-Key` header and a
+# workflow id: visible ASCII only, so no CR/LF can end the header block early.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]*$"
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+
+
 class EmailJob(BaseModel):
     """One email to send: a template rendered with `data`, to one recipient.
 
@@ -50,7 +57,9 @@ class EmailJob(BaseModel):
     to: str = Field(min_length=1, max_length=320)
     template: str = Field(min_length=1, max_length=100)
     data: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str = Field("", max_length=200)
+    idempotency_key: str = Field(
+        "", max_length=IDEMPOTENCY_KEY_MAX_LENGTH, pattern=IDEMPOTENCY_KEY_PATTERN
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
     @model_validator(mode="after")
@@ -171,13 +180,43 @@ class ReportProgress(BaseModel):
 LAST_REPORT_DAY = date(9999, 12, 30)
 
 
+class ReportTuning(BaseModel):
+    """How a report runs: chunks at once, heartbeat timeout, chunks per continue-as-new run.
+
+    `ReportJob` carries these fields; `Settings` (from `OFFLOAD_REPORT_*`) and `ScheduledRun`
+    (for the daily reports) carry them as `report_<field>`.
+    """
+
+    max_parallel_chunks: int = Field(4, ge=1)
+    heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    chunks_per_run: int = Field(200, ge=1)
+
+    @classmethod
+    def of(cls, source: object) -> ReportTuning:
+        """The tuning that `source` carries as `report_<field>` attributes."""
+        return cls(**{name: getattr(source, f"report_{name}") for name in cls.model_fields})
+
+    def as_report_fields(self) -> dict[str, Any]:
+        """The tuning as `report_<field>` values, as `ScheduledRun` takes them."""
+        return {f"report_{name}": value for name, value in self.model_dump().items()}
+
+
+# A report id: what `report-<id>` (its workflow id) and `/reports/<id>` allow.
+REPORT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+
+
+def report_workflow_id(report_id: str) -> str:
+    """The workflow id of report `report_id`: queueing the same report twice runs it once."""
+    return f"report-{report_id}"
+
+
 class ReportJob(BaseModel):
     """A leads report for one agent (`user_id`) over the days `start` to `end`, inclusive.
 
     Its workflow id is `report-<report_id>`, so queueing the same report twice runs it once.
     """
 
-    report_id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    report_id: str = Field(pattern=REPORT_ID_PATTERN)
     user_id: int = Field(ge=1)
     start: date
     end: date
@@ -200,7 +239,7 @@ class ReportJob(BaseModel):
 
     @property
     def workflow_id(self) -> str:
-        return f"report-{self.report_id}"
+        return report_workflow_id(self.report_id)
 
     @property
     def days(self) -> int:
@@ -213,6 +252,17 @@ DeadLetterStatus = Literal["dead", "redriven", "discarded"]
 def dead_letter_id(workflow_id: str, run_id: str) -> str:
     """The entry id of a failed run: the same run always gets the same short id."""
     return f"dl-{content_key(workflow_id, run_id)[:12]}"
+
+
+_REDRIVE_SUFFIX = re.compile(r"^(?P<base>.*)-redrive-(?P<n>\d+)$")
+
+
+def redrive_workflow_id(workflow_id: str) -> str:
+    """`<id>-redrive-1` for a first redrive; a redriven job that failed again gets `-redrive-2`."""
+    match = _REDRIVE_SUFFIX.match(workflow_id)
+    if match:
+        return f"{match['base']}-redrive-{int(match['n']) + 1}"
+    return f"{workflow_id}-redrive-1"
 
 
 class DeadLetterEntry(BaseModel):
@@ -271,10 +321,16 @@ class DeadLetterState(BaseModel):
 
 
 class RedriveRequest(BaseModel):
-    """Entries to redrive: by id, or every dead entry of one kind."""
+    """Entries to redrive: by id, or every dead entry of one kind (and error type).
+
+    `rate` spreads the starts: at most that many per second, so a recovering provider is
+    not flooded. None starts them as fast as the server takes them.
+    """
 
     ids: list[str] = Field(default_factory=list)
     kind: str | None = None
+    error_type: str | None = None
+    rate: float | None = Field(None, gt=0, le=10_000)
 
 
 class RedrivenJob(BaseModel):
@@ -282,8 +338,29 @@ class RedrivenJob(BaseModel):
     workflow_id: str
 
 
+# A result lists at most this many jobs (and counts them all), so it stays far below the
+# 2 MB payload limit however many entries a redrive by kind starts.
+MAX_LISTED_REDRIVES = 1000
+
+
 class RedriveResult(BaseModel):
+    """The jobs a redrive started: all of them counted, the first `MAX_LISTED_REDRIVES` listed."""
+
     redriven: list[RedrivenJob] = Field(default_factory=list)
+    count: int = 0
+
+    def add(self, other: RedriveResult) -> None:
+        """Fold in the result of one more page."""
+        room = MAX_LISTED_REDRIVES - len(self.redriven)
+        self.redriven.extend(other.redriven[: max(room, 0)])
+        self.count += other.count or len(other.redriven)
+
+
+class RedrivePage(BaseModel):
+    """One page of a redrive: the entries to start now, at most `rate` per second."""
+
+    ids: list[str] = Field(default_factory=list)
+    rate: float | None = None
 
 
 class DiscardRequest(BaseModel):
@@ -300,13 +377,23 @@ class DeadLetterRef(BaseModel):
     id: str
     kind: str
     status: DeadLetterStatus
+    failed_at: datetime | None = None
 
 
 class DeadLetterLookup(BaseModel):
-    """Entries to look up: these ids, or (with `kind`) every dead entry of that kind."""
+    """Entries to look up: these ids, or (with `kind`) the dead entries of that kind.
+
+    By kind, entries come in `(failed_at, id)` order: at most `limit` of them after the
+    entry `after`, of `error_type` if set, and none that failed after `failed_before` (a
+    redriven job failing again is not swept into the redrive that started it).
+    """
 
     ids: list[str] = Field(default_factory=list)
     kind: str | None = None
+    error_type: str | None = None
+    after: DeadLetterRef | None = None
+    failed_before: datetime | None = None
+    limit: int | None = None
 
 
 class DeadLetterRefs(BaseModel):

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     codec_server_address: str = Field(
         "127.0.0.1:8234", validation_alias="OFFLOAD_CODEC_SERVER_ADDRESS"
     )
-    # The token the codec server wants; unset, it takes OFFLOAD_API_TOKEN's.
+    # The token the codec server wants: its own, never the API's (decrypting is not reading
+    # reports). Required when it listens beyond loopback.
     codec_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_CODEC_TOKEN")
     api_token: SecretStr | None = Field(None, validation_alias="OFFLOAD_API_TOKEN")
 
@@ -99,10 +100,6 @@ class Settings(BaseSettings):
     )
     # Answers kept for Idempotency-Key, and started outbox rows, are deleted after this.
     api_retention_hours: int = Field(24, validation_alias="OFFLOAD_API_RETENTION_HOURS", ge=1)
-    # Fault injection for the tests and the benchmark, never for production: the API process
-    # dies right after a lead's commit; the bare one-INSERT route exists.
-    api_crash_after_commit: bool = Field(False, validation_alias="OFFLOAD_API_CRASH_AFTER_COMMIT")
-    api_bench_routes: bool = Field(False, validation_alias="OFFLOAD_API_BENCH_ROUTES")
 
     # Where `offload dev` keeps its data and where report files go.
     data_dir: Path = Field(Path(".offload"), validation_alias="OFFLOAD_DATA_DIR")
@@ -241,9 +238,8 @@ class Settings(BaseSettings):
 
     @property
     def codec_server_token(self) -> str | None:
-        """The token the codec server checks: `OFFLOAD_CODEC_TOKEN`, else `OFFLOAD_API_TOKEN`."""
-        token = self.codec_token or self.api_token
-        return token.get_secret_value() if token is not None else None
+        """The token the codec server checks: `OFFLOAD_CODEC_TOKEN`."""
+        return self.codec_token.get_secret_value() if self.codec_token is not None else None
 
     @property
     def codec_server_url(self) -> str:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
-from offload.codec import encryption_codec
+from offload.codec import EncryptionFailureConverter, encryption_codec
 from offload.net import port_is_free, split_address
 from offload.settings import Settings
 
@@ -28,15 +31,32 @@ def data_converter(settings: Settings) -> DataConverter:
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=codec,
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        failure_converter_class=EncryptionFailureConverter,
     )
 
 
-def tls_config(settings: Settings) -> TLSConfig | bool:
-    """The client's TLS: mTLS with a client certificate, server TLS with an API key, else none.
+def client_identity(settings: Settings) -> str:
+    """The SDK's default identity (`pid@host`), followed by the key ids this process holds.
 
-    A private CA (`TEMPORAL_TLS_CA`) or a server name (`TEMPORAL_TLS_SERVER_NAME`) turns
-    TLS on too; Temporal Cloud needs neither (its certificates chain to public roots).
+    Workers poll under it, so `offload stats` reads from DescribeTaskQueue which keys each
+    worker has: what a rolling key rotation must know before its next phase.
+    """
+    identity = f"{os.getpid()}@{socket.gethostname()}"
+    codec = encryption_codec(settings)
+    return identity if codec is None else f"{identity} {codec.identity_label}"
+
+
+def client_profile(settings: Settings) -> ClientConfigProfile:
+    """The settings as the SDK's client profile (`temporalio.envconfig`): address, namespace,
+    API key and TLS.
+
+    An API key turns TLS on (it travels as a bearer token, never over plain text); a client
+    certificate (mTLS), a private CA (`TEMPORAL_TLS_CA`) or a server name
+    (`TEMPORAL_TLS_SERVER_NAME`) give TLS those options. Temporal Cloud needs only the key or
+    the certificate: its certificates chain to public roots.
+
+    Raises:
+        ValueError: one of TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY without the other.
     """
     if (settings.temporal_tls_cert is None) != (settings.temporal_tls_key is None):
         raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY: set both for mTLS, or neither")
@@ -45,19 +65,28 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
         or settings.temporal_tls_ca is not None
         or settings.temporal_tls_server_name is not None
     )
-    if not custom:
-        # An API key travels as a bearer token: never over plain text.
-        return settings.temporal_api_key is not None
-    return TLSConfig(
-        server_root_ca_cert=settings.temporal_tls_ca.read_bytes()
-        if settings.temporal_tls_ca
-        else None,
-        domain=settings.temporal_tls_server_name,
-        client_cert=settings.temporal_tls_cert.read_bytes() if settings.temporal_tls_cert else None,
-        client_private_key=settings.temporal_tls_key.read_bytes()
-        if settings.temporal_tls_key
-        else None,
+    tls = (
+        ClientConfigTLS(
+            server_name=settings.temporal_tls_server_name,
+            server_root_ca_cert=settings.temporal_tls_ca,
+            client_cert=settings.temporal_tls_cert,
+            client_private_key=settings.temporal_tls_key,
+        )
+        if custom
+        else None
     )
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return ClientConfigProfile(
+        address=settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key,
+        tls=tls,
+    )
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """The client's TLS, as `client_profile` makes it: False for plain text."""
+    return client_profile(settings).to_client_connect_config().get("tls", False)
 
 
 # One runtime per metrics address and process: a runtime owns its Prometheus endpoint, and
@@ -116,15 +145,12 @@ async def connect(settings: Settings, *, serve_metrics: bool = False, lazy: bool
     Raises:
         TemporalUnavailableError: nothing answers at `TEMPORAL_ADDRESS`.
     """
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     runtime = _runtime_for(settings) if serve_metrics else None
     try:
         return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
+            **client_profile(settings).to_client_connect_config(),
             data_converter=data_converter(settings),
-            tls=tls_config(settings),
-            api_key=api_key,
+            identity=client_identity(settings),
             runtime=runtime,
             lazy=lazy,
         )

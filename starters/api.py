@@ -8,11 +8,10 @@ import asyncio
 from temporalio.client import Client
 
 from api.app import create_app
-from api.server import serve
-from offload.db import Pool, create_pool
+from api.server import serve, serve_api
+from offload.db import Pool
 from offload.net import require_free_port
 from offload.settings import Settings
-from offload.temporal import connect
 from starters.worker import stop_on_signals
 from workers.main import Service
 
@@ -44,20 +43,14 @@ async def api_command(args: argparse.Namespace, settings: Settings) -> int:
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
     check_api_port(settings)
     stop = stop_on_signals()
-    pool = await create_pool(settings, max_size=settings.api_pool_size)
-    try:
-        # Lazy: the API takes leads while Temporal is down; the outbox relay starts them later.
-        client = await connect(settings, lazy=True)
-        started = asyncio.Event()
-        serving = asyncio.create_task(api_service(settings, pool, client, started)(stop))
-        ready = asyncio.create_task(started.wait())
-        await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
-        ready.cancel()  # when serving failed to start
-        if started.is_set():
-            print(f"api       {api_url(settings)}  (OpenAPI: {api_url(settings)}/docs)")
-        await serving
-    finally:
-        await pool.close()
+    started = asyncio.Event()
+    serving = asyncio.create_task(serve_api(settings, stop, started=started))
+    ready = asyncio.create_task(started.wait())
+    await asyncio.wait([serving, ready], return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()  # when serving failed to start
+    if started.is_set():
+        print(f"api       {api_url(settings)}  (OpenAPI: {api_url(settings)}/docs)")
+    await serving
     print("api stopped")
     return 0
 

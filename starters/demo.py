@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from temporalio.client import (
@@ -39,6 +39,7 @@ from offload.jobs.start import workflow_ui_url
 from offload.jobs.stats import collect_stats, render_table
 from offload.models import EmailJob, EmailResult, MarketRefreshResult, RedriveRequest, RetryConfig
 from offload.net import free_port, port_is_free
+from offload.polling import wait_until
 from offload.seed import seed
 from offload.settings import Settings
 from starters.api import api_service, api_url
@@ -148,15 +149,17 @@ async def http_lead_step(demo: Demo) -> None:
     workflow_id = confirmation_email(demo.settings, lead_id, LeadIn(**lead)).workflow_id
     # The API starts the job right after its response (the relay would, within seconds).
     handle = demo.client.get_workflow_handle(workflow_id, result_type=EmailResult)
-    deadline = time.monotonic() + 15
-    while True:
+
+    async def job_exists() -> bool:
         try:
             await handle.describe()
-            break
         except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
+            if err.status != RPCStatusCode.NOT_FOUND:
                 raise
-        await asyncio.sleep(0.05)
+            return False
+        return True
+
+    await wait_until(job_exists, within=15, what=f"the job {workflow_id}", interval=0.05)
     result = await handle.result()
     print(f"result    {result.status}, Message-ID {result.message_id}")
     for path in (p for p in demo.mail_files() if p not in before):
@@ -198,12 +201,12 @@ async def dead_letters_step(demo: Demo) -> None:
         await show_workflow(demo, handle.id)
 
     wanted = {job.workflow_id for job in jobs}
-    deadline = time.monotonic() + 30
-    while True:
+
+    async def listed() -> list[dict[str, Any]] | None:
         rows = [r for r in await list_dead_letters(demo.pool) if r["workflow_id"] in wanted]
-        if len(rows) == len(wanted) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
+        return rows if len(rows) == len(wanted) else None
+
+    rows = await wait_until(listed, within=30, what="the dead-letter entries", interval=0.05)
     print("offload dlq list:")
     for row in sorted(rows, key=lambda r: r["workflow_id"]):
         print(

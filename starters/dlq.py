@@ -10,17 +10,20 @@ import argparse
 import json
 from typing import Any
 
-from offload.db import create_pool
+from offload import kinds
+from offload.db import QUERIES, create_pool
 from offload.jobs.dead_letters import (
     STATUSES,
     check_ids,
     discard,
     find_dead_letter,
     list_dead_letters,
+    redrivable,
     redrive,
 )
-from offload.models import DiscardRequest, RedriveRequest
+from offload.models import DiscardRequest, RedriveRequest, redrive_workflow_id
 from offload.settings import Settings
+from offload.tables import table
 from offload.temporal import connect
 from starters.console import CommandError, print_json
 
@@ -42,9 +45,8 @@ def _table(rows: list[dict[str, Any]]) -> None:
         )
         for r in rows
     ]
-    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header) - 1)]
-    for line in [header, *lines]:
-        print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=False)), line[-1])
+    for line in table(header, lines):
+        print(line)
     print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
 
 
@@ -94,11 +96,51 @@ async def show_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def parse_rate(text: str) -> float:
+    """`--rate`: starts per second, as `N/s` or `N` (a positive number, at most 10000)."""
+    number = text.removesuffix("/s")
+    try:
+        rate = float(number)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate <= 10_000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rate: give starts per second, like 50/s (at most 10000/s)"
+        )
+    return rate
+
+
 async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
     if bool(args.ids) == (args.kind is not None):
         raise CommandError("give entry IDs or --kind K (not both)")
-    request = RedriveRequest(ids=check_ids(args.ids), kind=args.kind)
-    result = await redrive(await connect(settings), settings, request)
+    if args.error_type is not None and args.kind is None:
+        raise CommandError("--error-type goes with --kind K")
+    request = RedriveRequest(
+        ids=check_ids(args.ids), kind=args.kind, error_type=args.error_type, rate=args.rate
+    )
+    pool = await create_pool(settings, max_size=2)
+    try:
+        entries = await redrivable(pool, request)
+    finally:
+        await pool.close()
+    if args.dry_run:
+        _dry_run(request, entries, args.json)
+        return 0
+    total = len(entries)
+    if total and not args.json:
+        pace = f" at {request.rate:g}/s, about {total / request.rate:.0f} s" if request.rate else ""
+        print(f"redriving {total} entr{'y' if total == 1 else 'ies'}{pace}", flush=True)
+
+    async def progress() -> None:
+        started = len(await pool.fetch(QUERIES.find_redriven_of, [e["id"] for e in entries]))
+        if not args.json:
+            print(f"started   {started} of {total}", flush=True)
+
+    pool = await create_pool(settings, max_size=1)
+    try:
+        result = await redrive(await connect(settings), settings, request, progress)
+    finally:
+        await pool.close()
     if args.json:
         print_json(result.model_dump(mode="json"))
     elif not result.redriven:
@@ -106,7 +148,36 @@ async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for job in result.redriven:
             print(f"redriven  {job.entry_id} as {job.workflow_id}")
+        if result.count > len(result.redriven):
+            print(f"... and {result.count - len(result.redriven)} more")
+        print(f"{result.count} job(s) redriven")
     return 0
+
+
+def _dry_run(request: RedriveRequest, entries: list[dict[str, Any]], as_json: bool) -> None:
+    """Print what a redrive would start now, and start nothing."""
+    plan = [
+        {
+            "entry_id": e["id"],
+            "workflow_type": e["workflow_type"],
+            "workflow_id": redrive_workflow_id(e["workflow_id"]),
+            "error_type": e["error_type"],
+        }
+        for e in entries
+    ]
+    if as_json:
+        print_json(plan)
+        return
+    for line in plan:
+        print(
+            f"would start {line['workflow_type']} {line['workflow_id']} "
+            f"(entry {line['entry_id']}, {line['error_type']})"
+        )
+    left = [i for i in request.ids if i not in {e["id"] for e in entries}]
+    if left:
+        print(f"not dead (would be refused): {', '.join(left)}")
+    pace = f", about {len(plan) / request.rate:.0f} s at {request.rate:g}/s" if request.rate else ""
+    print(f"dry run: {len(plan)} job(s) would start{pace}; nothing started")
 
 
 async def discard_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -129,7 +200,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
 
     parser = dlq_commands.add_parser("list", help="list entries, newest failure first")
-    parser.add_argument("--kind", help="only entries of this job kind (email, report, ...)")
+    parser.add_argument(
+        "--kind", help=f"only entries of this job kind ({', '.join(kinds.names())})"
+    )
     parser.add_argument("--status", choices=STATUSES, help="only entries in this status")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=list_command)
@@ -146,7 +219,17 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "<workflow id>-redrive-<n>. An entry is redriven at most once.",
     )
     parser.add_argument("ids", nargs="*", metavar="ID", help="entry ids")
-    parser.add_argument("--kind", help="every dead entry of this kind")
+    parser.add_argument("--kind", help="every dead entry of this job kind")
+    parser.add_argument("--error-type", metavar="T", help="with --kind: only entries failed by T")
+    parser.add_argument(
+        "--rate",
+        type=parse_rate,
+        metavar="N/s",
+        help="at most N starts per second, so a recovering service is not flooded",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would start, and start nothing"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=redrive_command)
 

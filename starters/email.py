@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
 from offload import mail
 from offload.jobs.email import enqueue_email, validate_email_job
 from offload.jobs.start import workflow_ui_url
-from offload.models import EmailJob
+from offload.models import IDEMPOTENCY_KEY_MAX_LENGTH, IDEMPOTENCY_KEY_PATTERN, EmailJob
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
+
+
+def idempotency_key(text: str) -> str:
+    """`--idempotency-key`: visible ASCII (no space, CR or LF), at most 200 characters."""
+    if not text or len(text) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise argparse.ArgumentTypeError(f"1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters")
+    if not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, text):
+        # The value itself is not echoed: it may hold anything, a line break included.
+        raise argparse.ArgumentTypeError("only visible ASCII characters: no space, CR or LF")
+    return text
 
 
 def parse_data(text: str) -> dict[str, Any]:
@@ -56,7 +67,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--data", default="{}", help="template variables as a JSON object")
     parser.add_argument(
-        "--idempotency-key", help="the email's key; derived from the content when omitted"
+        "--idempotency-key",
+        type=idempotency_key,
+        help="the email's key (visible ASCII); derived from the content when omitted",
     )
     parser.add_argument("--wait", action="store_true", help="wait for the result and print it")
     parser.set_defaults(handler=send_email_command)

@@ -11,7 +11,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from offload.db import create_pool
 from offload.jobs.reports import enqueue_report, new_report_job
 from offload.jobs.start import workflow_ui_url
-from offload.models import ReportProgress, ReportResult
+from offload.models import ReportProgress, ReportResult, report_workflow_id
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import CommandError, print_json
@@ -90,7 +90,7 @@ async def follow(handle: WorkflowHandle[GenerateReportWorkflow, ReportResult]) -
 
 async def status_command(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect(settings)
-    job_id = f"report-{args.id}"
+    job_id = report_workflow_id(args.id)
     handle: WorkflowHandle[GenerateReportWorkflow, ReportResult] = client.get_workflow_handle(
         job_id, result_type=ReportResult
     )

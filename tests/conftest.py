@@ -23,7 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from offload import queues
 from offload.db import Pool, create_pool, migrate
-from offload.dev.stack import EmbeddedPostgres, SmtpSink, TemporalDevServer, find_binary
+from offload.dev.stack import (
+    EmbeddedPostgres,
+    SampleFeedServer,
+    SmtpSink,
+    TemporalDevServer,
+    find_binary,
+)
 from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
@@ -122,6 +128,15 @@ def smtp_sink(tmp_path: Path) -> Iterator[SmtpSink]:
     sink.start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def feed() -> Iterator[SampleFeedServer]:
+    """The sample market-data feed over HTTP, on a free port."""
+    server = SampleFeedServer()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

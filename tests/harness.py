@@ -46,8 +46,13 @@ def offload_parser() -> argparse.ArgumentParser:
 
 def offload_process(settings: Settings, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
     """`offload ARGS` as a child process with `settings` in its environment."""
+    return child_process(settings, [find_binary("offload", "offload"), *args], **popen)
+
+
+def child_process(settings: Settings, command: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """`command` as a child process with `settings` in its environment."""
     env = {**os.environ, **settings.to_env()}
-    return subprocess.Popen([find_binary("offload", "offload"), *args], env=env, **popen)
+    return subprocess.Popen(command, env=env, **popen)
 
 
 def run_offload(

@@ -20,44 +20,25 @@ from temporalio.worker import (
 )
 
 from activities.dead_letters import DeadLetterActivities
-from activities.digest import DigestActivities
 from activities.email import EmailActivities
-from activities.leads import LeadActivities
-from activities.market import MarketActivities
-from activities.reports import ReportActivities
-from activities.sessions import SessionActivities
+from offload import kinds as job_kinds
 from offload import queues
 from offload.db import Pool
 from offload.jobs.outbox import OutboxRelay
 from offload.settings import Settings
 from workers.metrics import JobMetricsInterceptor
 from workflows.dead_letters import DeadLetterWorkflow
-from workflows.email import SendEmailWorkflow
-from workflows.maintenance import (
-    CleanupExpiredSessionsWorkflow,
-    DailyReportWorkflow,
-    RefreshMarketDataWorkflow,
-    SendDigestEmailsWorkflow,
-    SyncLeadScoresWorkflow,
-)
-from workflows.reports import GenerateReportWorkflow
 
 log = logging.getLogger(__name__)
 
 # A background service of the worker process (the outbox relay): runs until its event is set.
 Service = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
-# Every workflow type Offload runs; all of them poll `offload-workflows`.
-WORKFLOWS: list[type] = [
-    SendEmailWorkflow,
-    DeadLetterWorkflow,
-    GenerateReportWorkflow,
-    SyncLeadScoresWorkflow,
-    CleanupExpiredSessionsWorkflow,
-    DailyReportWorkflow,
-    RefreshMarketDataWorkflow,
-    SendDigestEmailsWorkflow,
-]
+
+def workflows() -> list[type]:
+    """Every workflow type Offload runs (each job kind's, and the dead-letter queue's); all of
+    them poll `offload-workflows`."""
+    return [*(kind.workflow for kind in job_kinds.KINDS), DeadLetterWorkflow]
 
 
 class CloseOnShutdown(Plugin):
@@ -91,32 +72,22 @@ class CloseOnShutdown(Plugin):
 
 
 def activities_by_queue(settings: Settings, pool: Pool) -> dict[str, list[Callable[..., Any]]]:
-    """The activities each queue serves, built once with their dependencies."""
-    email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
+    """The activities each queue serves (each job kind's and the dead-letter queue's), built
+    once with their dependencies."""
     dead_letters = DeadLetterActivities(settings, pool)
-    digest = DigestActivities(settings, pool)
-    leads = LeadActivities(pool)
-    market = MarketActivities(settings, pool)
-    reports = ReportActivities(settings, pool)
-    sessions = SessionActivities(pool)
-    return {
-        queues.EMAIL: [email.send_email, digest.send_digest_batch],
-        queues.REPORTS: [reports.aggregate_report_chunk],
+    found: dict[str, list[Callable[..., Any]]] = {
         queues.DEFAULT: [
             dead_letters.record_dead_letter,
             dead_letters.store_dead_letters,
             dead_letters.find_dead_letter_refs,
             dead_letters.redrive_dead_letters,
             dead_letters.discard_dead_letters,
-            reports.plan_report,
-            reports.finalize_report,
-            leads.score_leads,
-            leads.list_agent_ids,
-            sessions.delete_expired_sessions,
-            market.refresh_market_data,
-            digest.plan_digest,
-        ],
+        ]
     }
+    for kind in job_kinds.KINDS:
+        for queue, activities in kind.activities(settings, pool).items():
+            found.setdefault(queue, []).extend(activities)
+    return found
 
 
 def build_workers(
@@ -140,12 +111,12 @@ def build_workers(
                 Worker(
                     client,
                     task_queue=name,
-                    workflows=WORKFLOWS,
+                    workflows=workflows(),
                     graceful_shutdown_timeout=grace,
-                    interceptors=[JobMetricsInterceptor()],
+                    interceptors=[JobMetricsInterceptor(k.workflow_type for k in job_kinds.KINDS)],
                 )
             )
-        elif activities[queue]:
+        elif activities.get(queue):
             tuning: dict[str, Any] = {}
             if queue == queues.EMAIL:
                 # The SMTP provider's rate limit holds across every worker of the queue.

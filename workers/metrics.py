@@ -11,6 +11,7 @@ another worker is not counted twice.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from temporalio import workflow
@@ -31,14 +32,14 @@ DEAD_LETTERED = "offload_jobs_dead_lettered"
 FAILED = "offload_jobs_failed"
 ENQUEUE_TO_DONE = "offload_job_enqueue_to_done_latency"
 
-# Long-lived workflows that are not jobs: their runs would skew the job counts.
-NOT_JOBS = frozenset({"DeadLetterWorkflow"})
-
 
 class _JobMetricsInbound(WorkflowInboundInterceptor):
+    # The workflow types of the job kinds; others (the dead-letter queue) are not jobs.
+    job_types: frozenset[str] = frozenset()
+
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         info = workflow.info()
-        if info.workflow_type in NOT_JOBS:
+        if info.workflow_type not in self.job_types:
             return await super().execute_workflow(input)
         meter = workflow.metric_meter().with_additional_attributes({"kind": info.workflow_type})
         if info.continued_run_id is None:
@@ -72,9 +73,18 @@ class _JobMetricsInbound(WorkflowInboundInterceptor):
 
 
 class JobMetricsInterceptor(Interceptor):
-    """Counts and times every job workflow a worker runs (give it to `Worker(interceptors=)`)."""
+    """Counts and times every job workflow a worker runs (give it to `Worker(interceptors=)`).
+
+    Args:
+        job_types: the workflow types that are jobs (those of `offload.kinds.KINDS`).
+    """
+
+    def __init__(self, job_types: Iterable[str]) -> None:
+        self._inbound = type(
+            "JobMetricsInbound", (_JobMetricsInbound,), {"job_types": frozenset(job_types)}
+        )
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput
     ) -> type[WorkflowInboundInterceptor] | None:
-        return _JobMetricsInbound
+        return self._inbound

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         DiscardRequest,
         DiscardResult,
         EntryIds,
+        RedrivePage,
         RedriveRequest,
         RedriveResult,
     )
@@ -53,6 +54,22 @@ _STORE_BATCH = 500
 _NEWEST = 20
 # An update names at most this many ids; a whole kind goes by `kind`.
 MAX_IDS_PER_UPDATE = 1000
+# A redrive by kind goes in pages of at most this many entries (a page's ids and result are
+# tens of kilobytes, far below the 2 MB payload limit), and of about five seconds at a
+# rate, so the counts of `summary` move visibly.
+_REDRIVE_PAGE = 500
+_REDRIVE_PAGE_SECONDS = 5
+_REDRIVE_HEARTBEAT = timedelta(seconds=10)
+_REDRIVE_TIMEOUT = timedelta(minutes=5)
+# Patches: histories recorded before each change keep replaying (tests/replay).
+STORE_WHILE_DRAINING = "dlq-store-while-draining"
+REDRIVE_IN_PAGES = "dlq-redrive-in-pages"
+
+
+def _page_size(rate: float | None) -> int:
+    if rate is None:
+        return _REDRIVE_PAGE
+    return max(1, min(_REDRIVE_PAGE, int(rate * _REDRIVE_PAGE_SECONDS)))
 
 
 def _final_cause(err: BaseException) -> BaseException:
@@ -202,7 +219,17 @@ class DeadLetterWorkflow:
             if self.pending:
                 await self.store_pending()
                 continue
-            await workflow.wait_condition(workflow.all_handlers_finished)
+            if workflow.patched(STORE_WHILE_DRAINING):
+                # An update may be waiting for pending entries to be stored (`lookup`):
+                # entries that arrive now are stored first, then the drain starts again,
+                # so continuing as new never waits on an update that waits on this loop.
+                await workflow.wait_condition(
+                    lambda: bool(self.pending) or workflow.all_handlers_finished()
+                )
+                if self.pending:
+                    continue
+            else:
+                await workflow.wait_condition(workflow.all_handlers_finished)
             self.state_summary.continued_as_new += 1
             workflow.continue_as_new(
                 DeadLetterState(
@@ -268,33 +295,57 @@ class DeadLetterWorkflow:
         """Start each dead entry's workflow again with its input, under `<id>-redrive-<n>`.
 
         By ids, every id must name a dead entry (else the update fails, naming them, and
-        starts nothing). By kind, every dead entry of the kind is redriven: none left means
-        nothing is started.
+        starts nothing). By kind (and error type), the dead entries of the kind that failed
+        before the update began are redriven, a page at a time, each page recorded before
+        the next (the `summary` query and `dlq list` show the progress): none left means
+        nothing is started. `request.rate` spreads the starts.
         """
         async with self.changing:
-            refs = await self.lookup(DeadLetterLookup(ids=request.ids, kind=request.kind))
+            paged = workflow.patched(REDRIVE_IN_PAGES)
             if request.kind is None:
+                refs = await self.lookup(DeadLetterLookup(ids=request.ids))
                 _reject(request.ids, refs, "redrive")
-            if not refs:
-                return RedriveResult()
-            kinds = {ref.id: ref.kind for ref in refs}
-            result = await workflow.execute_activity_method(
-                DeadLetterActivities.redrive_dead_letters,
-                EntryIds(ids=sorted(kinds)),
-                task_queue=self.activity_queue(),
-                # Starting many workflows takes a while; each start is idempotent.
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=_PERSISTENT,
+                return await self.redrive_page(refs, request.rate)
+            result = RedriveResult()
+            lookup = DeadLetterLookup(
+                kind=request.kind,
+                error_type=request.error_type,
+                failed_before=workflow.now(),
+                limit=_page_size(request.rate) if paged else None,
             )
-            for job in result.redriven:
-                self.state_summary.count(kinds[job.entry_id], "dead", -1)
-                self.state_summary.count(kinds[job.entry_id], "redriven", 1)
+            while refs := await self.lookup(lookup):
+                result.add(await self.redrive_page(refs, request.rate))
+                if lookup.limit is None or len(refs) < lookup.limit:
+                    break
+                lookup = lookup.model_copy(update={"after": refs[-1]})
             return result
+
+    async def redrive_page(self, refs: list[DeadLetterRef], rate: float | None) -> RedriveResult:
+        """Redrive one page of entries, counting them in the summary."""
+        if not refs:
+            return RedriveResult()
+        kinds = {ref.id: ref.kind for ref in refs}
+        result = await workflow.execute_activity_method(
+            DeadLetterActivities.redrive_dead_letters,
+            RedrivePage(ids=sorted(kinds), rate=rate),
+            task_queue=self.activity_queue(),
+            # Each start is recorded as it is made: a retry finishes the page, and a worker
+            # that dies mid-page is noticed by the heartbeat timeout.
+            start_to_close_timeout=_REDRIVE_TIMEOUT + timedelta(seconds=len(kinds) / (rate or 10)),
+            heartbeat_timeout=_REDRIVE_HEARTBEAT,
+            retry_policy=_PERSISTENT,
+        )
+        for job in result.redriven:
+            self.state_summary.count(kinds[job.entry_id], "dead", -1)
+            self.state_summary.count(kinds[job.entry_id], "redriven", 1)
+        return result
 
     @redrive.validator
     def validate_redrive(self, request: RedriveRequest) -> None:
         if bool(request.ids) == (request.kind is not None):
             raise ValueError("redrive takes entry ids or a kind, not both and not neither")
+        if request.error_type is not None and request.kind is None:
+            raise ValueError("redrive takes an error type only with a kind")
         if len(request.ids) > MAX_IDS_PER_UPDATE:
             raise ValueError(f"at most {MAX_IDS_PER_UPDATE} ids per redrive; use a kind")
 

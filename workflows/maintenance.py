@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         MarketRefreshResult,
         RecipientFailure,
         ReportJob,
+        ReportTuning,
         ScheduledRun,
         SessionCleanup,
         SessionCleanupResult,
@@ -144,9 +145,7 @@ class DailyReportWorkflow:
                     start=day,
                     end=day,
                     retry=job.retry,
-                    max_parallel_chunks=job.report_max_parallel_chunks,
-                    heartbeat_timeout_seconds=job.report_heartbeat_timeout_seconds,
-                    chunks_per_run=job.report_chunks_per_run,
+                    **ReportTuning.of(job).model_dump(),
                 )
                 try:
                     handle = await workflow.start_child_workflow(

@@ -10,6 +10,12 @@ if TYPE_CHECKING:
     from offload.models import RetryConfig
 
 
+# Failure types no retry of a job's activity heals: an input encrypted with a key the worker
+# does not hold (`offload.codec.EncryptionFailureConverter` names it) fails the same way on
+# every attempt, so the job is dead-lettered at once; redrive it once the key is deployed.
+NON_RETRYABLE_ERROR_TYPES = ["EncryptionKeyError"]
+
+
 def retry_policy(config: RetryConfig) -> RetryPolicy:
     """Exponential backoff: initial interval, coefficient, maximum interval and attempts."""
     return RetryPolicy(
@@ -17,4 +23,5 @@ def retry_policy(config: RetryConfig) -> RetryPolicy:
         backoff_coefficient=config.backoff_coefficient,
         maximum_interval=config.maximum_interval,
         maximum_attempts=config.maximum_attempts,
+        non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
     )

@@ -35,11 +35,47 @@ async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int = 
         ) from err
 
 
+# A migration whose first line is this marker runs outside a transaction, one statement at a
+# time: `CREATE INDEX CONCURRENTLY` (which does not block writes) cannot run inside one.
+NO_TRANSACTION = "-- offload: no-transaction"
+
+
 @dataclass(frozen=True)
 class Migration:
+    """One numbered `.sql` file of `offload/db/migrations`."""
+
     version: int
     name: str
     sql: str
+
+    @property
+    def transactional(self) -> bool:
+        """False for a migration marked `-- offload: no-transaction` on its first line."""
+        return not self.sql.lstrip().startswith(NO_TRANSACTION)
+
+    def statements(self) -> list[str]:
+        """The statements of the file: each ends with `;` at the end of a line.
+
+        A `;` inside a `$$`-quoted body (a `DO $$ ... $$;` block) does not end one.
+        """
+        found: list[str] = []
+        current: list[str] = []
+        quoted = False
+        for line in self.sql.splitlines():
+            current.append(line)
+            quoted ^= line.count("$$") % 2 == 1
+            if not quoted and line.rstrip().endswith(";"):
+                statement = "\n".join(current).strip()
+                if _has_code(statement):
+                    found.append(statement)
+                current = []
+        if _has_code("\n".join(current)):
+            raise RuntimeError(f"{self.name}: the last statement does not end with ';'")
+        return found
+
+
+def _has_code(text: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())
 
 
 def migrations() -> list[Migration]:
@@ -59,8 +95,12 @@ def migrations() -> list[Migration]:
 async def migrate(pool: Pool) -> list[str]:
     """Apply the migrations not yet recorded in `schema_migrations`; return their names.
 
-    Each runs once, in its own transaction, under an advisory lock so two processes
-    migrating at the same moment do not both apply it.
+    Each runs once, in its own transaction together with its row in `schema_migrations`, so a
+    failing migration leaves the ones before it applied. A `-- offload: no-transaction`
+    migration runs its statements one by one and is recorded after the last; its statements
+    must be safe to run again (`IF NOT EXISTS`), since a crash before the record re-runs
+    them. A session advisory lock keeps two processes migrating at the same moment from both
+    applying one.
     """
     applied: list[str] = []
     async with pool.acquire() as conn:
@@ -70,22 +110,36 @@ async def migrate(pool: Pool) -> list[str]:
             " name text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('offload-migrate'))")
+        await conn.execute("SELECT pg_advisory_lock(hashtext('offload-migrate'))")
+        try:
             done = {
                 row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")
             }
             for migration in migrations():
                 if migration.version in done:
                     continue
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
+                if migration.transactional:
+                    async with conn.transaction():
+                        await conn.execute(migration.sql)
+                        await _record(conn, migration)
+                else:
+                    for statement in migration.statements():
+                        await conn.execute(statement)
+                    await _record(conn, migration)
                 applied.append(migration.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext('offload-migrate'))")
     return applied
+
+
+async def _record(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], migration: Migration
+) -> None:
+    await conn.execute(
+        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+        migration.version,
+        migration.name,
+    )
 
 
 class Queries:

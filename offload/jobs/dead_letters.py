@@ -6,11 +6,19 @@ the `dead-letters` workflow, which checks and records every change.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from offload import queues
@@ -66,32 +74,65 @@ def dead_letter_handle(
     )
 
 
-async def redrive(client: Client, settings: Settings, request: RedriveRequest) -> RedriveResult:
-    """Redrive entries.
-
-    Raises:
-        RefusedError: the workflow refused the request (the message is its reason).
-        NotFoundError: no job has been dead-lettered yet, so there is no dead-letter workflow.
-    """
-    try:
-        return await dead_letter_handle(client, settings).execute_update(
-            DeadLetterWorkflow.redrive, request
+async def redrivable(pool: Pool, request: RedriveRequest) -> list[dict[str, Any]]:
+    """The dead entries `request` would redrive now, oldest failure first."""
+    if request.kind is not None:
+        rows = await pool.fetch(
+            QUERIES.find_dead_letter_refs_of_kind,
+            request.kind,
+            request.error_type,
+            None,
+            None,
+            None,
+            None,
         )
-    except (WorkflowUpdateFailedError, RPCError) as err:
-        raise _refused(err) from None
+    else:
+        rows = await pool.fetch(QUERIES.find_dead_letters_to_redrive, request.ids)
+    return [dict(r) for r in rows]
+
+
+async def redrive(
+    client: Client,
+    settings: Settings,
+    request: RedriveRequest,
+    tick: Callable[[], Awaitable[None]] | None = None,
+    every_seconds: float = 1.0,
+) -> RedriveResult:
+    """Redrive entries; `tick`, if given, is awaited every second until the redrive is done
+    (the CLI shows its progress from it).
+
+    Raises: see `refusals`.
+    """
+    with refusals():
+        handle = dead_letter_handle(client, settings)
+        update = await handle.start_update(
+            DeadLetterWorkflow.redrive, request, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+        waiting = asyncio.ensure_future(update.result())
+        while not waiting.done():
+            await asyncio.wait([waiting], timeout=every_seconds)
+            if tick is not None and not waiting.done():
+                await tick()
+        return waiting.result()
 
 
 async def discard(client: Client, settings: Settings, request: DiscardRequest) -> DiscardResult:
-    """Discard entries.
+    """Mark dead entries discarded, never to be redriven (errors: see `refusals`)."""
+    with refusals():
+        handle = dead_letter_handle(client, settings)
+        return await handle.execute_update(DeadLetterWorkflow.discard, request)
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Answer a refused update of the dead-letter workflow with the client layer's errors.
 
     Raises:
         RefusedError: the workflow refused the request (the message is its reason).
         NotFoundError: no job has been dead-lettered yet, so there is no dead-letter workflow.
     """
     try:
-        return await dead_letter_handle(client, settings).execute_update(
-            DeadLetterWorkflow.discard, request
-        )
+        yield
     except (WorkflowUpdateFailedError, RPCError) as err:
         raise _refused(err) from None
 

@@ -10,62 +10,51 @@ deterministic workflow id, so a row started twice is still one job.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel
 from temporalio.client import Client
 
+from offload import kinds
 from offload.db import QUERIES, Pool
-from offload.jobs.email import enqueue_email
-from offload.models import EmailJob
+from offload.jobs.start import start_job
 from offload.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Starter = Callable[[Client, Settings, Any], Awaitable[object]]
-
-
-@dataclass(frozen=True)
-class OutboxKind:
-    """How a kind of outbox row becomes a job: its input model and the function starting it."""
-
-    model: type[BaseModel]
-    start: Starter
-
-
-# Each kind a business transaction can queue; the relay starts the rows of each the same way.
-KINDS: dict[str, OutboxKind] = {
-    "email": OutboxKind(model=EmailJob, start=enqueue_email),
-}
-
 
 async def write(conn: PoolConnectionProxy, kind: str, workflow_id: str, job: BaseModel) -> int:
-    """Queue `job` in the caller's transaction; return the row id.
+    """Queue `job`, of the declared kind `kind`, in the caller's transaction; return the row id.
 
     A row with this workflow id already queued is kept as it is (and its id returned).
+
+    Raises:
+        UnknownKindError: no kind `kind` is declared in `offload.kinds`.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown outbox kind {kind!r}")
+    kinds.named(kind)
     row_id: int | None = await conn.fetchval(
         QUERIES.insert_outbox, kind, workflow_id, job.model_dump_json()
     )
     if row_id is None:
-        row_id = await conn.fetchval("SELECT id FROM outbox WHERE workflow_id = $1", workflow_id)
+        row_id = await conn.fetchval(QUERIES.find_outbox_id, workflow_id)
     assert row_id is not None
     return row_id
 
 
-async def start(client: Client, settings: Settings, kind: str, payload: str) -> None:
-    """Start the job of one outbox row (idempotent: its workflow id is deterministic)."""
-    spec = KINDS[kind]
-    await spec.start(client, settings, spec.model.model_validate(json.loads(payload)))
+async def start(client: Client, settings: Settings, kind: str, job: BaseModel) -> None:
+    """Start the job `job` of kind `kind` (idempotent: its workflow id is deterministic)."""
+    declared = kinds.named(kind)
+    if declared.workflow_id is None:
+        raise ValueError(f"kind {kind!r} runs on its schedule; it has no workflow id to start")
+    await start_job(client, settings, declared.run, job, workflow_id=declared.workflow_id(job))
+
+
+async def start_row(client: Client, settings: Settings, kind: str, payload: str) -> None:
+    """Start the job of one outbox row, its `payload` the job as JSON."""
+    await start(client, settings, kind, kinds.named(kind).input.model_validate_json(payload))
 
 
 # How often each relay prunes, and how many rows one statement deletes.
@@ -112,7 +101,7 @@ class OutboxRelay:
             for row in rows:
                 try:
                     async with asyncio.timeout(self.settings.api_start_timeout_seconds * 5):
-                        await start(self.client, self.settings, row["kind"], row["payload"])
+                        await start_row(self.client, self.settings, row["kind"], row["payload"])
                 except Exception as err:
                     # Recorded in this transaction; the row stays pending and goes to the back.
                     await conn.execute(

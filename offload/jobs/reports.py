@@ -10,7 +10,7 @@ from temporalio.client import Client, WorkflowHandle
 from offload.db import QUERIES, Pool
 from offload.jobs.errors import ConflictError, JobInputError, NotFoundError
 from offload.jobs.start import start_job
-from offload.models import LAST_REPORT_DAY, ReportJob, ReportResult
+from offload.models import LAST_REPORT_DAY, ReportJob, ReportResult, ReportTuning
 from offload.settings import Settings
 from workflows.reports import GenerateReportWorkflow
 
@@ -43,9 +43,7 @@ def new_report_job(
             start=start,
             end=end,
             retry=settings.retry,
-            max_parallel_chunks=settings.report_max_parallel_chunks,
-            heartbeat_timeout_seconds=settings.report_heartbeat_timeout_seconds,
-            chunks_per_run=settings.report_chunks_per_run,
+            **ReportTuning.of(settings).model_dump(),
         )
     except ValidationError as err:
         first = err.errors()[0]

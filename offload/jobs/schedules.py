@@ -28,16 +28,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from offload import queues
-from offload.models import ScheduledRun
+from offload import kinds, queues
+from offload.models import ReportTuning, ScheduledRun
 from offload.settings import Settings
-from workflows.maintenance import (
-    CleanupExpiredSessionsWorkflow,
-    DailyReportWorkflow,
-    RefreshMarketDataWorkflow,
-    SendDigestEmailsWorkflow,
-    SyncLeadScoresWorkflow,
-)
 
 # The memo key that marks a schedule as Offload's (and under which task-queue prefix), so
 # `--prune` never deletes a schedule someone else made in the namespace.
@@ -56,22 +49,11 @@ class Declared:
     what: str
 
 
+# The kinds a Temporal Schedule starts, as `offload.kinds` declares them.
 DECLARED: list[Declared] = [
-    Declared(
-        "sync-lead-scores",
-        True,
-        SyncLeadScoresWorkflow.run,
-        "rescore leads updated in the hour before the scheduled time",
-    ),
-    Declared(
-        "cleanup-expired-sessions",
-        True,
-        CleanupExpiredSessionsWorkflow.run,
-        "delete expired sessions in batches",
-    ),
-    Declared("daily-report", False, DailyReportWorkflow.run, "yesterday's report per agent"),
-    Declared("refresh-market-data", False, RefreshMarketDataWorkflow.run, "fetch MARKET_DATA_URL"),
-    Declared("send-digest-emails", False, SendDigestEmailsWorkflow.run, "new leads to each agent"),
+    Declared(kind.name, kind.schedule == "hourly", kind.run, kind.description)
+    for kind in kinds.KINDS
+    if kind.schedule is not None
 ]
 
 
@@ -89,7 +71,7 @@ def spec_for(declared: Declared, settings: Settings) -> ScheduleSpec:
 
 
 def job_for(declared: Declared, settings: Settings) -> ScheduledRun:
-    if declared.name == "send-digest-emails":
+    if declared.name == kinds.SEND_DIGEST_EMAILS.name:
         size, parallel = settings.digest_batch_size, settings.digest_parallel_batches
     else:
         size, parallel = settings.maintenance_batch_size, 1
@@ -98,9 +80,7 @@ def job_for(declared: Declared, settings: Settings) -> ScheduledRun:
         batch_size=size,
         parallel_batches=parallel,
         retry=settings.retry,
-        report_max_parallel_chunks=settings.report_max_parallel_chunks,
-        report_heartbeat_timeout_seconds=settings.report_heartbeat_timeout_seconds,
-        report_chunks_per_run=settings.report_chunks_per_run,
+        **ReportTuning.of(settings).as_report_fields(),
     )
 
 

@@ -12,6 +12,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from offload import queues
 from offload.settings import Settings
 
+# The idempotent start of every job: the same workflow id is the same job, whatever became of
+# it (a running one is returned; a closed one, completed or failed, is never run again).
+ID_CONFLICT_POLICY = WorkflowIDConflictPolicy.USE_EXISTING
+ID_REUSE_POLICY = WorkflowIDReusePolicy.REJECT_DUPLICATE
+
 ReturnT = TypeVar("ReturnT")
 SelfT = TypeVar("SelfT")
 
@@ -26,9 +31,11 @@ async def start_job(
 ) -> WorkflowHandle[SelfT, ReturnT]:
     """Start the job workflow `run` with `job` under `workflow_id`, at most once.
 
-    A start while the job runs returns the running one (USE_EXISTING); a start after it
-    completed returns the completed one instead of running it again. Only a job that
-    failed may start afresh under the same id.
+    The same workflow id is the same job, whatever became of it: a start while the job
+    runs returns the running one (USE_EXISTING); a start after it closed, completed or
+    failed, returns the closed one instead of running it again (REJECT_DUPLICATE). So an
+    outbox row started twice, or a retried start whose first try landed, never runs a job
+    again: a failed job runs again only by `offload dlq redrive`, under its redrive id.
     """
     try:
         return await client.start_workflow(
@@ -36,8 +43,8 @@ async def start_job(
             job,
             id=workflow_id,
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_conflict_policy=ID_CONFLICT_POLICY,
+            id_reuse_policy=ID_REUSE_POLICY,
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(run, workflow_id)

@@ -18,15 +18,17 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
-from temporalio import workflow
 from temporalio.api.enums.v1 import TaskQueueType, WorkflowExecutionStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from offload import queues
+from offload import kinds, queues
+from offload.codec import encryption_codec, held_key_ids, rotation_gaps
 from offload.settings import Settings
+from offload.tables import table
+from offload.temporal import client_identity
 
 CLOSED_STATUSES = ("Completed", "Failed", "TimedOut", "Terminated", "Canceled")
 
@@ -49,6 +51,8 @@ class QueueStats(BaseModel):
     add_rate: float
     dispatch_rate: float
     pollers: int
+    # The Temporal identity of each poller: `pid@host`, and `keys=...` when it encrypts.
+    poller_identities: list[str] = []
 
 
 class JobCounts(BaseModel):
@@ -85,9 +89,22 @@ class DeadLetterStats(BaseModel):
     note: str = ""
 
 
+class KeyStats(BaseModel):
+    """The encryption key ids of this process and of each worker polling Offload's queues.
+
+    `gaps` says what a rolling key rotation would break now: a key current in one process
+    that another cannot decrypt. Temporal lists a poller for a few minutes after it stops.
+    """
+
+    this_process: str
+    workers: dict[str, list[str]]
+    gaps: list[str]
+
+
 class Stats(BaseModel):
     collected_at: datetime
     queues: list[QueueStats]
+    keys: KeyStats | None = None
     jobs: list[JobCounts]
     dead_letters: DeadLetterStats
     schedules: list[ScheduleStats]
@@ -96,16 +113,8 @@ class Stats(BaseModel):
 
 
 def job_kinds() -> list[str]:
-    """The job workflow types the worker runs (not long-lived ones like the dead-letter queue)."""
-    from workers.main import WORKFLOWS
-    from workers.metrics import NOT_JOBS
-
-    names = []
-    for cls in WORKFLOWS:
-        defn = workflow._Definition.from_class(cls)
-        if defn is not None and defn.name and defn.name not in NOT_JOBS:
-            names.append(defn.name)
-    return names
+    """The workflow types of the job kinds (not long-lived ones like the dead-letter queue)."""
+    return [kind.workflow_type for kind in kinds.KINDS]
 
 
 async def queue_stats(client: Client, settings: Settings) -> list[QueueStats]:
@@ -136,9 +145,33 @@ async def queue_stats(client: Client, settings: Settings) -> list[QueueStats]:
                 add_rate=round(stats.tasks_add_rate, 3),
                 dispatch_rate=round(stats.tasks_dispatch_rate, 3),
                 pollers=len(response.pollers),
+                poller_identities=sorted(poller.identity for poller in response.pollers),
             )
         )
     return found
+
+
+def key_stats(settings: Settings, found: list[QueueStats]) -> KeyStats | None:
+    """Which keys each worker holds, read from the pollers' identities; None unencrypted."""
+    codec = encryption_codec(settings)
+    holders = {
+        identity: keys
+        for queue in found
+        for identity in queue.poller_identities
+        if (keys := held_key_ids(identity)) is not None
+    }
+    if codec is None and not holders:
+        return None
+    if codec is not None:
+        holders[f"this process ({client_identity(settings)})"] = [
+            codec.key_id,
+            *codec.decrypt_only_ids,
+        ]
+    return KeyStats(
+        this_process=codec.describe() if codec else "unencrypted (OFFLOAD_ENCRYPTION_KEY unset)",
+        workers={who: keys for who, keys in holders.items() if not who.startswith("this ")},
+        gaps=rotation_gaps(holders),
+    )
 
 
 async def job_counts(client: Client, settings: Settings, now: datetime) -> list[JobCounts]:
@@ -277,9 +310,11 @@ async def collect_stats(client: Client, settings: Settings, metrics_url: str) ->
     """Everything `offload stats` shows, collected now."""
     now = datetime.now(UTC)
     text = await asyncio.to_thread(scrape, metrics_url) if metrics_url else None
+    found = await queue_stats(client, settings)
     return Stats(
         collected_at=now,
-        queues=await queue_stats(client, settings),
+        queues=found,
+        keys=key_stats(settings, found),
         jobs=await job_counts(client, settings, now),
         dead_letters=await dead_letter_stats(client, settings),
         schedules=await schedule_stats(client, settings),
@@ -308,20 +343,10 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
-    ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return lines
-
-
 def render_table(stats: Stats) -> str:
     """The stats as a person reads them: one small table per question."""
     out = [f"offload stats at {_when(stats.collected_at)} UTC", "", "task queues"]
-    out += _table(
+    out += table(
         ["queue", "type", "backlog", "oldest", "add/s", "dispatch/s", "pollers"],
         [
             [
@@ -337,7 +362,7 @@ def render_table(stats: Stats) -> str:
         ],
     )
     out += ["", "jobs (running now; closed in the last hour)"]
-    out += _table(
+    out += table(
         ["kind", "running", "completed", "failed", "other"],
         [
             [
@@ -357,7 +382,7 @@ def render_table(stats: Stats) -> str:
     out += ["", "dead-letter queue"]
     dlq = stats.dead_letters
     if dlq.by_kind:
-        out += _table(
+        out += table(
             ["kind", "dead", "redriven", "discarded"],
             [
                 [kind, *(str(counts.get(s, 0)) for s in ("dead", "redriven", "discarded"))]
@@ -368,7 +393,7 @@ def render_table(stats: Stats) -> str:
         out.append(dlq.note or "empty")
     out += ["", "schedules"]
     if stats.schedules:
-        out += _table(
+        out += table(
             ["schedule", "state", "next run", "last run", "last result"],
             [
                 [
@@ -383,9 +408,21 @@ def render_table(stats: Stats) -> str:
         )
     else:
         out.append("none")
+    if stats.keys is not None:
+        out += ["", f"encryption keys: this process {stats.keys.this_process}"]
+        out += table(
+            ["worker", "encrypts with", "also decrypts"],
+            [
+                [who, keys[0], ", ".join(keys[1:]) or "-"]
+                for who, keys in sorted(stats.keys.workers.items())
+            ],
+        )
+        out += [f"rotation: {gap}" for gap in stats.keys.gaps] or [
+            "rotation: every process decrypts every current key"
+        ]
     out += ["", f"latency (from {stats.metrics_source})"]
     if stats.latency:
-        out += _table(
+        out += table(
             ["measure", "count", "p50", "p95", "p99"],
             [
                 [lat.name, str(lat.count), _seconds(lat.p50), _seconds(lat.p95), _seconds(lat.p99)]

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import socket
 import subprocess
+import sys
 
 import httpx
 import pytest
@@ -13,22 +14,19 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from offload.db import Pool
-from offload.dev.stack import SmtpSink
+from offload.dev.stack import SmtpSink, find_binary
 from offload.net import free_port
 from offload.settings import Settings
 from tests.api import delivered, eventually
-from tests.harness import offload_process, run_offload, running_worker
+from tests.harness import child_process, run_offload, running_worker
 
 
-async def started_api(settings: Settings) -> tuple[subprocess.Popen[bytes], str]:
-    """`offload api` on a free port, once it answers."""
+async def started_api(settings: Settings, *command: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`offload api` (or `command`) on a free port, once it answers."""
     port = free_port()
-    process = offload_process(
-        settings.model_copy(update={"api_port": port}),
-        "api",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    own = settings.model_copy(update={"api_port": port})
+    command = command or (find_binary("offload", "offload"), "api")
+    process = child_process(own, list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
 
     async def answers() -> bool:
@@ -55,8 +53,7 @@ async def exit_code(process: subprocess.Popen[bytes], seconds: float = 30) -> in
 async def test_a_lead_committed_by_an_api_killed_before_the_start_is_started_by_the_relay(
     settings: Settings, pool: Pool, client: Client, smtp_sink: SmtpSink
 ) -> None:
-    crashing = settings.model_copy(update={"api_crash_after_commit": True})
-    process, url = await started_api(crashing)
+    process, url = await started_api(settings, sys.executable, "-m", "tests.crashing_api")
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             with pytest.raises(httpx.TransportError):

@@ -13,7 +13,7 @@ from google.protobuf import json_format
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 
-from offload.codec import EncryptionCodec, codec_app, new_key, parse_key
+from offload.codec import EncryptionCodec, codec_app, key_id, new_key, parse_key
 from offload.net import free_port
 from offload.settings import Settings
 from tests.harness import offload_process, run_offload
@@ -66,6 +66,8 @@ async def test_the_ui_origin_with_the_token_gets_plaintext(
         ({"Origin": UI, "Authorization": "Bearer wrong"}, 401),
         ({"Origin": "http://evil.example", "Authorization": f"Bearer {TOKEN}"}, 403),
         ({"Origin": "http://localhost:8234", "Authorization": f"Bearer {TOKEN}"}, 403),
+        # No Origin at all (a script, not a browser) is no exception.
+        ({"Authorization": f"Bearer {TOKEN}"}, 403),
     ],
 )
 async def test_refused_without_the_token_or_from_another_origin(
@@ -100,6 +102,8 @@ async def test_the_command_serves_with_the_settings_keys_and_stops_on_sigterm(
         assert process.stdout is not None
         line = await asyncio.to_thread(process.stdout.readline)
         assert f"codec server on http://127.0.0.1:{port}" in line.decode()
+        # It says which keys it holds, by id, for a rotation's checks.
+        assert f"encrypts with key {key_id(parse_key(key))}; also decrypts none" in line.decode()
         body = await encrypted_body(EncryptionCodec(parse_key(key)))
         headers = {"Origin": settings.temporal_ui_url, "Authorization": f"Bearer {TOKEN}"}
         async with ClientSession() as http:

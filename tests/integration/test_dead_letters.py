@@ -134,6 +134,8 @@ async def test_bad_ids_and_arguments_give_clear_errors_and_change_nothing(
         (["discard", first, second], f"{first} is discarded"),
         (["redrive", "42"], "ID '42' is not a dead-letter id"),
         (["redrive", second, "--kind", "email"], "IDs or --kind"),
+        (["redrive", second, "--error-type", "Timeout"], "--error-type goes with --kind K"),
+        (["redrive", "--kind", "email", "--rate", "fast"], "'fast' is not a rate"),
         (["show", unknown], f"ID {unknown} names no dead-letter entry"),
         (["list", "--status", "lost"], "invalid choice: 'lost'"),
     ]

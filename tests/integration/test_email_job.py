@@ -163,7 +163,10 @@ async def test_sigterm_lets_the_running_send_finish_then_exits_0(
 
 def test_send_email_refuses_bad_input_and_starts_nothing(settings: Settings) -> None:
     cases = [
-        (["--to", "not-an-address", "--template", "lead-confirmation"], "invalid email address"),
+        (
+            ["--to", "not-an-address", "--template", "lead-confirmation"],
+            "to: not a valid email address",
+        ),
         (["--to", "a@example.com", "--template", "nope"], "unknown template 'nope'"),
         (["--to", "a@example.com", "--template", "lead-confirmation", "--data", "{bad"], "JSON"),
         (

@@ -7,7 +7,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -38,14 +38,6 @@ from tests.harness import run_offload, running_worker
 from workflows.maintenance import SendDigestEmailsWorkflow
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def feed() -> Iterator[SampleFeedServer]:
-    server = SampleFeedServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,17 +7,22 @@ import base64
 import pytest
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
+from temporalio.api.failure.v1 import Failure
+from temporalio.converter import DefaultFailureConverterWithEncodedAttributes, PayloadConverter
+from temporalio.exceptions import ApplicationError
 
 from offload.codec import (
     ENCODING,
     KEY_ID,
     EncryptionCodec,
+    EncryptionFailureConverter,
     EncryptionKeyError,
     encryption_codec,
+    held_key_ids,
     key_id,
     new_key,
     parse_key,
+    rotation_gaps,
     ui_origins,
 )
 from offload.dev.stack import TemporalDevServer, ui_codec_args
@@ -54,7 +59,7 @@ async def test_after_rotation_old_payloads_decrypt_and_new_ones_use_the_new_key(
     assert await rotated.decode([before]) == [PLAIN]
     [after] = await rotated.encode([PLAIN])
     assert after.metadata[KEY_ID] == key_id(new).encode()
-    with pytest.raises(EncryptionKeyError, match="neither"):
+    with pytest.raises(EncryptionKeyError, match="does not hold"):
         await EncryptionCodec(new).decode([before])
 
 
@@ -95,14 +100,15 @@ def test_the_converter_encrypts_only_with_a_key_set() -> None:
     assert codec.key_id == key_id(parse_key(second))
     converter = data_converter(settings(OFFLOAD_ENCRYPTION_KEY=first))
     assert isinstance(converter.payload_codec, EncryptionCodec)
+    assert isinstance(converter.failure_converter, EncryptionFailureConverter)
     assert isinstance(converter.failure_converter, DefaultFailureConverterWithEncodedAttributes)
     with pytest.raises(EncryptionKeyError, match="OFFLOAD_ENCRYPTION_OLD_KEYS"):
         encryption_codec(settings(OFFLOAD_ENCRYPTION_KEY=first, OFFLOAD_ENCRYPTION_OLD_KEYS="x"))
 
 
-def test_the_codec_token_falls_back_to_the_api_token() -> None:
+def test_the_codec_token_is_its_own_never_the_api_token() -> None:
     assert settings().codec_server_token is None
-    assert settings(OFFLOAD_API_TOKEN="api").codec_server_token == "api"
+    assert settings(OFFLOAD_API_TOKEN="api").codec_server_token is None
     both = settings(OFFLOAD_API_TOKEN="api", OFFLOAD_CODEC_TOKEN="codec")
     assert both.codec_server_token == "codec"
     assert isinstance(both.codec_token, SecretStr)
@@ -132,3 +138,60 @@ def test_the_ui_origin_on_loopback_is_allowed_by_name_and_by_address() -> None:
         "http://localhost:8080",
     ]
     assert ui_origins("https://temporal.example.com") == ["https://temporal.example.com"]
+
+
+async def undecryptable_error(sdk_message: str, non_retryable: bool) -> ApplicationError:
+    """What the SDK raises when a codec fails on an activity's input or heartbeat details."""
+    incoming = EncryptionCodec(parse_key(new_key()))
+    [sealed] = await incoming.encode([PLAIN])
+    try:
+        await EncryptionCodec(parse_key(new_key())).decode([sealed])
+    except EncryptionKeyError as err:
+        wrapped = ApplicationError(sdk_message, non_retryable=non_retryable)
+        wrapped.__cause__ = err
+        return wrapped
+    raise AssertionError("decoded without the key")
+
+
+@pytest.mark.parametrize(
+    ("sdk_message", "sdk_non_retryable"),
+    [("Failed decoding arguments", False), ("Failed decoding heartbeat details", True)],
+)
+async def test_an_undecryptable_input_fails_as_an_encryption_key_error_naming_the_key(
+    sdk_message: str, sdk_non_retryable: bool
+) -> None:
+    err = await undecryptable_error(sdk_message, sdk_non_retryable)
+    cause = err.__cause__
+    assert isinstance(cause, EncryptionKeyError)
+    failure = Failure()
+    EncryptionFailureConverter().to_failure(err, PayloadConverter.default, failure)
+    info = failure.application_failure_info
+    # Typed for the retry policies; as retryable as the SDK made it.
+    assert (info.type, info.non_retryable) == ("EncryptionKeyError", sdk_non_retryable)
+    [attributes] = PayloadConverter.default.from_payloads([failure.encoded_attributes])
+    assert sdk_message in attributes["message"]
+    assert str(cause) in attributes["message"]
+    assert "which this process does not hold" in str(cause)
+
+
+def test_other_failures_are_converted_as_before() -> None:
+    failure = Failure()
+    err = ApplicationError("recipient refused", type="SmtpPermanentError", non_retryable=False)
+    EncryptionFailureConverter().to_failure(err, PayloadConverter.default, failure)
+    info = failure.application_failure_info
+    assert (info.type, info.non_retryable) == ("SmtpPermanentError", False)
+    assert failure.message == "Encoded failure"
+
+
+def test_identities_name_the_keys_and_gaps_say_who_cannot_decrypt_what() -> None:
+    old, new = EncryptionCodec(parse_key(new_key())), EncryptionCodec(parse_key(new_key()))
+    assert held_key_ids(f"1@a {old.identity_label}") == [old.key_id]
+    assert held_key_ids("1@a") is None
+    a, b = old.key_id, new.key_id
+    # Phase 1: the new key decrypt-only on one process, not yet on the other: nothing breaks.
+    assert rotation_gaps({"1@a": [a], "2@b": [a, b]}) == []
+    # Phase 2 on that process while the other still lacks the new key: that one would fail.
+    assert rotation_gaps({"1@a": [a], "2@b": [b, a]}) == [
+        f"1@a cannot decrypt key {b}, current at 2@b"
+    ]
+    assert rotation_gaps({"1@a": [a, b], "2@b": [b, a]}) == []

@@ -1,8 +1,10 @@
 """docker-compose.yml, the Dockerfile and deploy/ checked without a Docker engine.
 
 No Docker runs on the machines that test Offload, so the stack is checked as data: the
-compose file against the Compose specification, its services, pinned images, ports and
-dependencies, and every variable the app's containers get against the settings' names.
+compose file against the Compose specification, its services, pinned images, ports,
+networks and dependencies, every variable the app's containers get against the settings'
+names, and its secrets through `interpolate`, an evaluator of Compose's `${VAR...}`
+interpolation: with no default secret, a missing one refuses the whole file, naming it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,74 @@ COMPOSE = ROOT / "docker-compose.yml"
 SETTINGS_PREFIXES = ("OFFLOAD_", "TEMPORAL_", "DATABASE_", "SMTP_", "MAIL_")
 WORKERS = {"worker", "worker-email", "worker-reports"}
 APP_SERVICES = {"migrate", "api", "codec-server", *WORKERS}
+# Every secret of the stack, each required: none may have a default.
+SECRETS = {
+    "APP_DB_PASSWORD",
+    "TEMPORAL_DB_PASSWORD",
+    "OFFLOAD_API_TOKEN",
+    "OFFLOAD_CODEC_TOKEN",
+    "OFFLOAD_ENCRYPTION_KEY",
+    "GRAFANA_ADMIN_PASSWORD",
+}
+OPTIONAL = {"OFFLOAD_ENCRYPTION_OLD_KEYS"}
+# Services only other services talk to: on the internal network, nothing published.
+INTERNAL_ONLY = {
+    "temporal-postgres",
+    "temporal-schema",
+    "temporal",
+    "temporal-namespace",
+    "app-postgres",
+    "migrate",
+}
+SECRET_NAME = re.compile(r"PASSWORD|PWD|TOKEN|SECRET|_KEY$|_KEYS$|^DATABASE_URL$")
+
+
+class MissingVariableError(ValueError):
+    """`${VAR:?message}` (or `${VAR?message}`) met an unset (or, with `:`, empty) variable."""
+
+
+_VARIABLE = re.compile(
+    r"\$(?:\$|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\})"
+)
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """`value` (parsed YAML) with Compose's interpolation applied to every string in it.
+
+    `$$` is a literal `$`; `$VAR` and `${VAR}` are the variable (empty when unset);
+    `${VAR:-d}` / `${VAR-d}` default when unset or empty / unset; `${VAR:?m}` / `${VAR?m}`
+    refuse with message `m`; `${VAR:+a}` / `${VAR+a}` give `a` when set and non-empty / set.
+    """
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group("bare") or match.group("name")
+        op, arg = match.group("op"), match.group("arg") or ""
+        found = env.get(name)
+        present = found is not None and (found != "" or not (op or "").startswith(":"))
+        if op in (":-", "-"):
+            return found if present and found is not None else arg
+        if op in (":?", "?"):
+            if not present:
+                raise MissingVariableError(f"required variable {name} is missing a value: {arg}")
+            return found or ""
+        if op in (":+", "+"):
+            return arg if present else ""
+        return found or ""
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def secrets_env() -> dict[str, str]:
+    return {name: f"{name.lower().replace('_', '-')}-value" for name in SECRETS}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +108,7 @@ def compose() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = compose["services"]
+    found: dict[str, dict[str, Any]] = interpolate(compose, secrets_env())["services"]
     return found
 
 
@@ -100,30 +170,141 @@ def test_images_are_pinned_and_the_app_is_built_here(
         assert any(c.isdigit() for c in tag), f"{name}: {image} is not a version"
 
 
-def test_published_ports_are_distinct_and_workers_publish_none(
+def published(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host address, host port) of each port the service publishes; "" for all interfaces."""
+    found = []
+    for port in service.get("ports", []):
+        parts = str(port).split(":")
+        found.append(("", parts[0]) if len(parts) == 2 else (parts[0], parts[1]))
+    return found
+
+
+def test_only_the_ports_a_user_needs_are_published_and_workers_publish_none(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    published: dict[str, str] = {}
+    by_port: dict[str, tuple[str, str]] = {}
     for name, service in services.items():
-        for port in service.get("ports", []):
-            host = str(port).split(":")[0]
-            assert host not in published, f"{name} and {published.get(host)} both publish {host}"
-            published[host] = name
-    assert published == {
-        "7233": "temporal",
-        "8080": "temporal-ui",
-        "5432": "app-postgres",
-        "8000": "api",
-        "8234": "codec-server",
-        "1025": "mailpit",
-        "8025": "mailpit",
-        "9090": "prometheus",
-        "3000": "grafana",
+        for host, port in published(service):
+            assert port not in by_port, f"{name} and {by_port[port][0]} both publish {port}"
+            by_port[port] = (name, host)
+    assert by_port == {
+        # The API is the app's front door, on every interface (its routes need the token).
+        "8000": ("api", ""),
+        # Tools without a sign-in of their own: this machine only.
+        "8080": ("temporal-ui", "127.0.0.1"),
+        "8234": ("codec-server", "127.0.0.1"),
+        "8025": ("mailpit", "127.0.0.1"),
+        "9090": ("prometheus", "127.0.0.1"),
+        "3000": ("grafana", "127.0.0.1"),
     }
     for name in WORKERS:
         # `--scale worker=N` needs replicas without fixed names or host ports.
         assert "container_name" not in services[name]
         assert "ports" not in services[name]
+
+
+def test_temporal_and_the_databases_are_on_the_internal_network_only(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    networks = compose["networks"]
+    assert networks["internal"]["internal"] is True
+    assert not (networks["edge"] or {}).get("internal", False)
+    for name, service in services.items():
+        assert service.get("networks"), f"{name} is on the default network"
+        if name in INTERNAL_ONLY:
+            assert service["networks"] == ["internal"], name
+            assert "ports" not in service, name
+        if "ports" in service:
+            assert "edge" in service["networks"], f"{name} publishes from an internal network"
+    # Whoever talks to Temporal or a database shares the internal network with it.
+    for name in {*WORKERS, "api", "migrate", "temporal-ui", "prometheus"}:
+        assert "internal" in services[name]["networks"], name
+    # The codec server needs the keys and nothing of the stack.
+    assert services["codec-server"]["networks"] == ["edge"]
+
+
+def test_a_missing_or_empty_secret_refuses_the_file_naming_it(compose: dict[str, Any]) -> None:
+    full = secrets_env()
+    interpolate(compose, full)
+    for name in sorted(SECRETS):
+        for env in ({k: v for k, v in full.items() if k != name}, {**full, name: ""}):
+            with pytest.raises(MissingVariableError, match=rf"\b{name}\b"):
+                interpolate(compose, env)
+    # The rotation's decrypt-only keys are optional.
+    assert (
+        interpolate(compose, full)["services"]["worker"]["environment"][
+            "OFFLOAD_ENCRYPTION_OLD_KEYS"
+        ]
+        == ""
+    )
+
+
+def test_the_interpolation_evaluator_follows_compose() -> None:
+    env = {"SET": "v", "EMPTY": ""}
+    cases = {
+        "$$SET": "$SET",
+        "$SET-${SET}": "v-v",
+        "${UNSET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d}": "d d  d",
+        "${SET:+a}|${EMPTY:+a}|${EMPTY+a}|${UNSET+a}": "a||a|",
+        "${EMPTY?m}": "",
+    }
+    for text, expected in cases.items():
+        assert interpolate(text, env) == expected, text
+    for text in ("${UNSET:?m}", "${EMPTY:?m}", "${UNSET?m}"):
+        with pytest.raises(MissingVariableError):
+            interpolate(text, env)
+
+
+def raw_secret_values(compose: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(service, variable, raw value) of every secret-looking variable of every service."""
+    found = []
+    for name, service in compose["services"].items():
+        env = service.get("environment", {})
+        items = env.items() if isinstance(env, dict) else (i.split("=", 1) for i in env)
+        found += [(name, k, str(v)) for k, v in items if SECRET_NAME.search(k)]
+    return found
+
+
+def test_no_secret_has_a_default(compose: dict[str, Any]) -> None:
+    for service, variable, raw in raw_secret_values(compose):
+        refs = _VARIABLE.findall(raw)
+        if variable in OPTIONAL:
+            assert raw == f"${{{variable}:-}}", (service, variable)
+            continue
+        # Each secret comes from a required variable, never from a literal or a default.
+        assert refs, f"{service}: {variable} is a literal"
+        for match in _VARIABLE.finditer(raw):
+            assert match.group("op") == ":?", f"{service}: {variable} = {raw}"
+            assert match.group("name") in SECRETS
+        if variable == "DATABASE_URL":
+            # The URL's password is the variable, the rest is not a secret.
+            password = urlsplit(interpolate(raw, secrets_env())).password
+            assert password == secrets_env()["APP_DB_PASSWORD"], raw
+
+
+def test_the_codec_server_has_its_own_token_and_only_what_it_needs(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    raw = compose["services"]["codec-server"]["environment"]
+    assert raw["OFFLOAD_CODEC_TOKEN"].startswith("${OFFLOAD_CODEC_TOKEN:?")
+    codec = environment(services["codec-server"])
+    assert codec["OFFLOAD_CODEC_TOKEN"] != environment(services["api"])["OFFLOAD_API_TOKEN"]
+    assert set(codec) == {
+        "TEMPORAL_UI_URL",
+        "OFFLOAD_ENCRYPTION_KEY",
+        "OFFLOAD_ENCRYPTION_OLD_KEYS",
+        "OFFLOAD_CODEC_TOKEN",
+    }
+    for name in APP_SERVICES - {"codec-server"}:
+        assert "OFFLOAD_CODEC_TOKEN" not in environment(services[name]), name
+    settings = Settings(_env_file=None, **codec)  # type: ignore[arg-type]
+    # It serves the browser of the Web UI that compose publishes, and no other origin.
+    assert settings.temporal_ui_url == "http://localhost:8080"
+    assert environment(services["temporal-ui"])["TEMPORAL_CODEC_ENDPOINT"] == (
+        "http://localhost:8234"
+    )
+    assert settings.codec_server_token == codec["OFFLOAD_CODEC_TOKEN"]
+    assert "profiles" not in services["codec-server"]
 
 
 def depends_on(service: dict[str, Any]) -> dict[str, str]:
@@ -188,9 +369,13 @@ def test_the_app_reaches_the_services_of_the_stack(services: dict[str, dict[str,
     assert env["SMTP_HOST"] == "mailpit"
     assert env["SMTP_PORT"] == "1025"
     assert env["OFFLOAD_METRICS_ADDRESS"] == "0.0.0.0:9464"
-    ui = environment(services["temporal-ui"])
-    assert ui["TEMPORAL_CODEC_ENDPOINT"] == "http://localhost:8234"
     assert env["TEMPORAL_UI_URL"] == "http://localhost:8080"
+    temporal = environment(services["temporal"])
+    temporal_db = environment(services["temporal-postgres"])
+    assert temporal["POSTGRES_PWD"] == temporal_db["POSTGRES_PASSWORD"]
+    assert (
+        environment(services["temporal-schema"])["SQL_PASSWORD"] == temporal_db["POSTGRES_PASSWORD"]
+    )
 
 
 def test_prometheus_scrapes_every_worker_and_grafana_shows_offload_metrics(

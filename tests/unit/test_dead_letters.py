@@ -1,4 +1,4 @@
-"""Pure parts of the dead-letter queue: entry ids, redrive ids, CLI id checks."""
+"""Pure parts of the dead-letter queue: entry ids, redrive ids, CLI checks, bounded results."""
 
 from __future__ import annotations
 
@@ -6,11 +6,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from activities.dead_letters import redrive_workflow_id
 from offload import queues
 from offload.jobs.dead_letters import check_ids
 from offload.jobs.errors import JobInputError
-from offload.models import DeadLetterEntry, DeadLetterSummary, dead_letter_id
+from offload.models import (
+    MAX_LISTED_REDRIVES,
+    DeadLetterEntry,
+    DeadLetterSummary,
+    RedrivenJob,
+    RedriveResult,
+    dead_letter_id,
+    redrive_workflow_id,
+)
 
 
 def test_an_entry_id_is_stable_per_run_and_differs_between_runs() -> None:
@@ -51,3 +58,13 @@ def test_the_summary_counts_by_kind_and_status() -> None:
 def test_malformed_ids_are_refused_by_name() -> None:
     with pytest.raises(JobInputError, match="ID '42', 'dl-xyz' is not a dead-letter id"):
         check_ids(["dl-0123456789ab", "42", "dl-xyz"])
+
+
+def test_a_redrive_result_counts_every_page_and_lists_a_bounded_number() -> None:
+    total = RedriveResult()
+    for page in range(5):
+        jobs = [RedrivenJob(entry_id=f"dl-{page}-{n}", workflow_id="w") for n in range(500)]
+        total.add(RedriveResult(redriven=jobs, count=len(jobs)))
+    assert total.count == 2500
+    assert len(total.redriven) == MAX_LISTED_REDRIVES
+    assert len(total.model_dump_json()) < 200_000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,14 +18,6 @@ from offload.settings import Settings
 class NoPool:
     async def execute(self, *args: Any) -> str:
         raise AssertionError("nothing may be written")
-
-
-@pytest.fixture
-def feed() -> Iterator[SampleFeedServer]:
-    server = SampleFeedServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def activities(url: str, timeout: float = 5) -> MarketActivities:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from offload.codec import EncryptionCodec, encryption_codec, new_key, parse_key
 from offload.jobs.stats import (
     DeadLetterStats,
     JobCounts,
     QueueStats,
     Stats,
     histogram_quantile,
+    key_stats,
     latency_stats,
     render_table,
     summary_by_kind,
 )
+from offload.settings import Settings
+from offload.temporal import client_identity
 
 SCRAPE = """\
 # HELP offload_job_enqueue_to_done_latency_seconds from queueing a job to its end
@@ -88,3 +92,44 @@ def test_the_table_answers_each_question() -> None:
     assert "job enqueue-to-done         20     100ms" in table
     assert "email  2     1         0" in table
     assert "schedules\nnone" in table
+
+
+def test_the_table_shows_each_workers_keys_and_what_a_rotation_would_break() -> None:
+    old, new = EncryptionCodec(parse_key(new_key())), EncryptionCodec(parse_key(new_key()))
+    settings = Settings(_env_file=None, OFFLOAD_ENCRYPTION_KEY=new_key())  # type: ignore[call-arg]
+    queue = QueueStats(
+        queue="offload-email",
+        type="activity",
+        backlog=0,
+        backlog_age_seconds=0,
+        add_rate=0,
+        dispatch_rate=0,
+        pollers=2,
+        poller_identities=[f"1@a {old.identity_label}", "2@b"],
+    )
+    keys = key_stats(settings, [queue])
+    assert keys is not None
+    assert keys.workers == {f"1@a {old.identity_label}": [old.key_id]}
+    codec = encryption_codec(settings)
+    assert codec is not None
+    # Neither holds the other's current key: each would fail what the other encrypts.
+    this = f"this process ({client_identity(settings)})"
+    assert keys.gaps == [
+        f"1@a {old.identity_label} cannot decrypt key {codec.key_id}, current at {this}",
+        f"{this} cannot decrypt key {old.key_id}, current at 1@a {old.identity_label}",
+    ]
+    stats = Stats(
+        collected_at=datetime(2026, 1, 1, tzinfo=UTC),
+        queues=[queue],
+        keys=keys,
+        jobs=[],
+        dead_letters=DeadLetterStats(available=True),
+        schedules=[],
+        latency=[],
+        metrics_source="-",
+    )
+    table = render_table(stats)
+    assert f"encryption keys: this process encrypts with key {codec.key_id}" in table
+    assert f"1@a {old.identity_label}  {old.key_id}" in table
+    assert f"rotation: 1@a {old.identity_label} cannot decrypt key {codec.key_id}" in table
+    assert new.key_id not in table

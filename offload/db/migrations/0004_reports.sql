@@ -32,7 +32,4 @@ CREATE TABLE report_chunks (
     PRIMARY KEY (report_id, chunk_index)
 );
 
--- Keyset pagination of one agent's leads in time order: (agent, created_at, id) is the
--- cursor, and the index covers what a page aggregates, so pages are index-only scans.
-CREATE INDEX leads_agent_created_at_id_report
-    ON leads (agent_id, created_at, id) INCLUDE (property, source, score);
+-- The index for the chunks' keyset pagination is 0030's, built without blocking writes.

@@ -9,6 +9,9 @@ VALUES ($1, $2, $3::jsonb)
 ON CONFLICT (workflow_id) DO NOTHING
 RETURNING id;
 
+-- name: find_outbox_id
+SELECT id FROM outbox WHERE workflow_id = $1;
+
 -- name: mark_outbox_started
 UPDATE outbox SET started_at = now(), attempts = attempts + 1, last_error = NULL
 WHERE id = $1 AND started_at IS NULL;

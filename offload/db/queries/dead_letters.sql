@@ -17,10 +17,27 @@ RETURNING id, kind, status;
 SELECT id, kind, status FROM dead_letters WHERE id = ANY($1::text[]);
 
 -- name: find_dead_letter_refs_of_kind
-SELECT id, kind, status FROM dead_letters WHERE kind = $1 AND status = 'dead' ORDER BY failed_at, id;
+-- A page of the dead entries of kind $1 (and error type $2), in (failed_at, id) order after
+-- ($3, $4), none failed after $5, at most $6 (NULL: all).
+SELECT id, kind, status, failed_at, workflow_id, workflow_type, error_type
+FROM dead_letters
+WHERE kind = $1 AND status = 'dead'
+  AND ($2::text IS NULL OR error_type = $2)
+  AND ($3::timestamptz IS NULL OR (failed_at, id) > ($3::timestamptz, $4::text))
+  AND ($5::timestamptz IS NULL OR failed_at <= $5::timestamptz)
+ORDER BY failed_at, id
+LIMIT $6;
 
--- name: find_dead_letters_by_id
-SELECT * FROM dead_letters WHERE id = ANY($1::text[]) ORDER BY failed_at, id;
+-- name: find_dead_letters_to_redrive
+-- Only entries still dead: a retried redrive skips those it already started.
+SELECT * FROM dead_letters
+WHERE id = ANY($1::text[]) AND status = 'dead'
+ORDER BY failed_at, id;
+
+-- name: find_redriven_of
+SELECT id, redrive_workflow_id FROM dead_letters
+WHERE id = ANY($1::text[]) AND status = 'redriven'
+ORDER BY failed_at, id;
 
 -- name: mark_dead_letter_redriven
 UPDATE dead_letters

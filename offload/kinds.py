@@ -1,0 +1,207 @@
+"""Each job kind, declared once: what the worker runs, the outbox starts and `offload stats` counts.
+
+A declaration names the kind's input model, its workflow, the activities its worker builds
+(by task queue), how its workflow id is made, where its retry policy comes from, whether it
+runs on a Temporal Schedule, and whether a failure for good is dead-lettered. The worker
+registers the workflows and activities of `KINDS`; the outbox starts rows of the kinds with a
+workflow id scheme; `offload stats` and the job metrics count their workflow types; the
+schedules come from the kinds with a `schedule`. Adding a kind is one workflow module, one
+activity module and one entry here (docs/adding-a-job-kind.md).
+
+Workflows do not import this module: it imports every activity module, which the workflow
+sandbox must not load. A workflow names its kind in `run_job(...)` with the same `name`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from temporalio import workflow
+
+from activities.digest import DigestActivities
+from activities.email import EmailActivities
+from activities.leads import LeadActivities
+from activities.market import MarketActivities
+from activities.reports import ReportActivities
+from activities.sessions import SessionActivities
+from offload import queues
+from offload.db import Pool
+from offload.models import EmailJob, ReportJob, RetryConfig, ScheduledRun
+from offload.settings import Settings
+from workflows.email import SendEmailWorkflow
+from workflows.maintenance import (
+    CleanupExpiredSessionsWorkflow,
+    DailyReportWorkflow,
+    RefreshMarketDataWorkflow,
+    SendDigestEmailsWorkflow,
+    SyncLeadScoresWorkflow,
+)
+from workflows.reports import GenerateReportWorkflow
+
+# The activities of a kind by task queue, built once per worker with their dependencies.
+Activities = Mapping[str, Sequence[Callable[..., Any]]]
+
+
+def settings_retry(settings: Settings) -> RetryConfig:
+    """The retry policy of the `OFFLOAD_RETRY_*` settings: each kind's unless it says otherwise."""
+    return settings.retry
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job, as everything outside its workflow sees it.
+
+    Attributes:
+        name: the kind's name: outbox rows, dead-letter entries (`offload dlq list --kind`),
+            the schedule id of a scheduled kind. Its workflow passes the same to `run_job`.
+        input: the pydantic model its workflow takes.
+        workflow: its workflow class; the class's workflow type labels the metrics.
+        activities: builds the activities its workflow calls, by the queue they run on.
+        workflow_id: the id of the job `job`; starting the same id twice runs one job.
+            None for a scheduled kind: the schedule names each run `<name>-<time>`.
+        retry: the retry policy its jobs carry (a workflow cannot read settings).
+        schedule: `hourly` (on the hour) or `daily` (at midnight) for a kind a Temporal
+            Schedule starts; None for a kind started on demand.
+        description: what one job does, for `offload schedules list` and the docs.
+        dead_letters: whether a job that fails for good lands in the dead-letter queue
+            (its workflow wraps its body in `run_job`).
+    """
+
+    name: str
+    input: type[BaseModel]
+    workflow: type[Any]
+    activities: Callable[[Settings, Pool], Activities]
+    workflow_id: Callable[[Any], str] | None = None
+    retry: Callable[[Settings], RetryConfig] = settings_retry
+    schedule: Literal["hourly", "daily"] | None = None
+    description: str = ""
+    dead_letters: bool = True
+
+    @property
+    def workflow_type(self) -> str:
+        """The workflow type name its runs have in Temporal (the class name unless renamed)."""
+        definition = workflow._Definition.must_from_class(self.workflow)
+        assert definition.name is not None
+        return definition.name
+
+    @property
+    def run(self) -> Any:
+        """The workflow's run method, as `Client.start_workflow` takes it."""
+        return self.workflow.run
+
+
+def email_activities(settings: Settings, pool: Pool) -> Activities:
+    email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
+    return {queues.EMAIL: [email.send_email]}
+
+
+def report_activities(settings: Settings, pool: Pool) -> Activities:
+    reports = ReportActivities(settings, pool)
+    return {
+        queues.REPORTS: [reports.aggregate_report_chunk],
+        queues.DEFAULT: [reports.plan_report, reports.finalize_report],
+    }
+
+
+def digest_activities(settings: Settings, pool: Pool) -> Activities:
+    digest = DigestActivities(settings, pool)
+    return {queues.DEFAULT: [digest.plan_digest], queues.EMAIL: [digest.send_digest_batch]}
+
+
+EMAIL = JobKind(
+    name="email",
+    input=EmailJob,
+    workflow=SendEmailWorkflow,
+    activities=email_activities,
+    workflow_id=lambda job: job.workflow_id,
+    description="one templated email, sent at most once per idempotency key",
+)
+REPORT = JobKind(
+    name="report",
+    input=ReportJob,
+    workflow=GenerateReportWorkflow,
+    activities=report_activities,
+    workflow_id=lambda job: job.workflow_id,
+    description="a leads report in chunks: a CSV file and a report-ready email",
+)
+SYNC_LEAD_SCORES = JobKind(
+    name="sync-lead-scores",
+    input=ScheduledRun,
+    workflow=SyncLeadScoresWorkflow,
+    activities=lambda settings, pool: {queues.DEFAULT: [LeadActivities(pool).score_leads]},
+    schedule="hourly",
+    description="rescore leads updated in the hour before the scheduled time",
+)
+CLEANUP_EXPIRED_SESSIONS = JobKind(
+    name="cleanup-expired-sessions",
+    input=ScheduledRun,
+    workflow=CleanupExpiredSessionsWorkflow,
+    activities=lambda settings, pool: {
+        queues.DEFAULT: [SessionActivities(pool).delete_expired_sessions]
+    },
+    schedule="hourly",
+    description="delete expired sessions in batches",
+)
+DAILY_REPORT = JobKind(
+    name="daily-report",
+    input=ScheduledRun,
+    workflow=DailyReportWorkflow,
+    # Its reports are jobs of the `report` kind, run by that kind's activities.
+    activities=lambda settings, pool: {queues.DEFAULT: [LeadActivities(pool).list_agent_ids]},
+    schedule="daily",
+    description="yesterday's report per agent",
+)
+REFRESH_MARKET_DATA = JobKind(
+    name="refresh-market-data",
+    input=ScheduledRun,
+    workflow=RefreshMarketDataWorkflow,
+    activities=lambda settings, pool: {
+        queues.DEFAULT: [MarketActivities(settings, pool).refresh_market_data]
+    },
+    schedule="daily",
+    description="fetch MARKET_DATA_URL",
+)
+SEND_DIGEST_EMAILS = JobKind(
+    name="send-digest-emails",
+    input=ScheduledRun,
+    workflow=SendDigestEmailsWorkflow,
+    activities=digest_activities,
+    schedule="daily",
+    description="new leads to each agent",
+)
+
+# Every kind Offload runs. Code reads it when it runs, not when it is imported, so a test
+# can declare a kind of its own beside these (tests/integration/test_adding_a_job_kind.py).
+KINDS: list[JobKind] = [
+    EMAIL,
+    REPORT,
+    SYNC_LEAD_SCORES,
+    CLEANUP_EXPIRED_SESSIONS,
+    DAILY_REPORT,
+    REFRESH_MARKET_DATA,
+    SEND_DIGEST_EMAILS,
+]
+
+
+class UnknownKindError(KeyError):
+    """No job kind of that name is declared."""
+
+
+def named(name: str) -> JobKind:
+    """The declared kind called `name`.
+
+    Raises:
+        UnknownKindError: no kind of that name (the message lists the known ones).
+    """
+    for kind in KINDS:
+        if kind.name == name:
+            return kind
+    raise UnknownKindError(f"unknown job kind {name!r}; known: {', '.join(names())}")
+
+
+def names() -> list[str]:
+    """The names of the declared kinds, in declaration order."""
+    return [kind.name for kind in KINDS]
