@@ -144,7 +144,7 @@ async def test_a_failed_daily_report_is_counted_failed_not_dead_lettered(
             client,
             task_queue=workflow_queue,
             workflows=[DailyReportWorkflow, FailingReportWorkflow],
-            interceptors=[JobMetricsInterceptor()],
+            interceptors=[JobMetricsInterceptor(["DailyReportWorkflow", "GenerateReportWorkflow"])],
         ),
         Worker(
             client,
