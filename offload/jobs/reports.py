@@ -62,11 +62,14 @@ class ReportIdTakenError(ConflictError):
         self.user_id, self.start, self.end = user_id, start, end
 
 
-async def claim_report_id(pool: Pool, job: ReportJob) -> None:
+async def claim_report_id(pool: Pool, job: ReportJob) -> bool:
     """Record `job`'s parameters under its report id, before it starts.
 
     The same id with the same parameters is the same report (queueing it again is a
     no-op); with other parameters it is refused, rather than answered with the other report.
+
+    Returns:
+        Whether this call recorded the id (False: it was there, with these parameters).
 
     Raises:
         ReportIdTakenError: the id is a report of another agent or other days.
@@ -80,6 +83,7 @@ async def claim_report_id(pool: Pool, job: ReportJob) -> None:
     existing = (row["user_id"], row["start_day"], row["end_day"])
     if existing != (job.user_id, job.start, job.end):
         raise ReportIdTakenError(job.report_id, *existing)
+    return bool(row["fresh"])
 
 
 async def enqueue_report(
@@ -93,7 +97,14 @@ async def enqueue_report(
     """
     if await pool.fetchrow(QUERIES.find_agent, job.user_id) is None:
         raise NotFoundError(f"no agent with id {job.user_id}", field="user_id")
-    await claim_report_id(pool, job)
-    return await start_job(
-        client, settings, GenerateReportWorkflow.run, job, workflow_id=job.workflow_id
-    )
+    fresh = await claim_report_id(pool, job)
+    try:
+        return await start_job(
+            client, settings, GenerateReportWorkflow.run, job, workflow_id=job.workflow_id
+        )
+    except BaseException:
+        # Not started (Temporal down, a timeout): a failed request changes nothing. Were it
+        # started after all, its plan records the report again.
+        if fresh:
+            await pool.execute(QUERIES.unclaim_report, job.report_id)
+        raise

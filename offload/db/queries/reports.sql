@@ -13,9 +13,13 @@ WITH claimed AS (
     ON CONFLICT (report_id) DO NOTHING
     RETURNING user_id, start_day, end_day
 )
-SELECT user_id, start_day, end_day FROM claimed
+SELECT user_id, start_day, end_day, true AS fresh FROM claimed
 UNION ALL
-SELECT user_id, start_day, end_day FROM reports WHERE report_id = $1;
+SELECT user_id, start_day, end_day, false FROM reports WHERE report_id = $1;
+
+-- name: unclaim_report
+-- A fresh claim whose job could not be started (Temporal down): not planned, so removable.
+DELETE FROM reports WHERE report_id = $1 AND chunks_total = 0;
 
 -- name: upsert_report_started
 INSERT INTO reports (report_id, user_id, start_day, end_day, workflow_id, chunks_total)
