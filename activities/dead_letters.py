@@ -50,14 +50,18 @@ class DeadLetterActivities:
         self.pool = pool
 
     async def attempt_of(self, entry: DeadLetterEntry) -> int:
-        """The attempt number of the failed activity, read from the job's history."""
+        """The attempts of the failed job: those before its last activity, plus that one's.
+
+        The last activity's attempt number is read from the job's history.
+        """
         if entry.started_event_id <= 0:
             return entry.attempts
         handle = activity.client().get_workflow_handle(entry.workflow_id, run_id=entry.run_id)
         async for event in handle.fetch_history_events():
             if event.event_id == entry.started_event_id:
                 if event.HasField("activity_task_started_event_attributes"):
-                    return event.activity_task_started_event_attributes.attempt
+                    attempt = event.activity_task_started_event_attributes.attempt
+                    return entry.attempts + attempt
                 return entry.attempts
             if event.event_id > entry.started_event_id:
                 break

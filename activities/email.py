@@ -14,7 +14,7 @@ import jinja2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from offload import mail
+from offload import mail, tracing
 from offload.db import QUERIES, Pool
 from offload.logs import redact_addresses
 from offload.models import EmailJob, EmailResult
@@ -158,11 +158,27 @@ class EmailActivities:
         await self.smtp.close()
 
     @activity.defn
+    async def try_send_email(self, job: EmailJob) -> EmailResult | None:
+        """The first attempt of an email job, as a local activity in the workflow worker.
+
+        None, sending nothing, when this worker has an SMTP rate limit: only the email
+        queue holds it across workers, so the job goes there. Otherwise `send_email`.
+        """
+        if self.settings.email_rate_limit_per_second is not None:
+            return None
+        return await self.send_email(job)
+
+    @activity.defn
     async def send_email(self, job: EmailJob) -> EmailResult:
-        """Send `job` unless its idempotency key is in `email_log` already.
+        """Send `job` unless its idempotency key is in `email_log` already (`deliver`)."""
+        return await self.deliver(job, workflow_id=activity.info().workflow_id)
+
+    async def deliver(self, job: EmailJob, *, workflow_id: str | None) -> EmailResult:
+        """Send `job` unless its idempotency key is in `email_log` already; log it as sent.
 
         The `Message-ID` comes from the key, so if the worker dies between sending and
-        logging, the one extra copy a retry sends carries the same `Message-ID`.
+        logging, the one extra copy a retry sends carries the same `Message-ID`. The
+        benchmarks' peers (bench/peers.py) call this too, so they do the same work.
         """
         found = await self.pool.fetchrow(QUERIES.find_email_log, job.idempotency_key)
         if found is not None:
@@ -190,8 +206,9 @@ class EmailActivities:
             raise permanent("TemplateError", f"template {job.template!r}: {err}") from None
         message_id, to = composed.message_id, composed.to
         try:
-            async with self.smtp.connection() as smtp:
-                await smtp.send_message(composed.message)
+            with tracing.span("smtp send", template=job.template):
+                async with self.smtp.connection() as smtp:
+                    await smtp.send_message(composed.message)
         except aiosmtplib.SMTPException as err:
             raise classify_smtp_error(err) from err
         except OSError as err:
@@ -203,7 +220,7 @@ class EmailActivities:
             message_id,
             to,
             job.template,
-            activity.info().workflow_id,
+            workflow_id,
             sent_at,
         )
         # The template name and key only: addresses are personal data and stay out of logs.

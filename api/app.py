@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
-from api import errors, health, leads, reports
+from api import dead_letter_page, errors, health, leads, reports
 from api.after_response import AfterResponseRunner
 from api.context import ApiContext, LeadTask
 from api.limits import RequestLimits
 from api.metrics import ApiMetrics
 from api.rate_limits import RateLimits
+from offload import tracing
 from offload.db import Pool
 from offload.settings import Settings
 
@@ -70,4 +71,6 @@ def create_app(
     app.include_router(leads.router)
     app.include_router(reports.router)
     app.include_router(health.router)
+    app.include_router(dead_letter_page.router)
+    tracing.instrument_api(app)
     return app

@@ -12,6 +12,9 @@ from api.errors import FieldError, error_response
 from api.metrics import ApiMetrics
 
 _WITH_BODY = {"POST", "PUT", "PATCH"}
+# The operator pages (api.dead_letter_page) take HTML forms; every other route takes JSON.
+_FORM_PREFIX = "/admin/"
+_FORM = "application/x-www-form-urlencoded"
 
 
 def _is_json(content_type: str) -> bool:
@@ -78,7 +81,9 @@ class RequestLimits:
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
             return too_large, receive
-        if not _is_json(headers.get("content-type", "")):
+        content_type = headers.get("content-type", "")
+        is_form = content_type.split(";", 1)[0].strip().lower() == _FORM
+        if not (_is_json(content_type) or (is_form and scope["path"].startswith(_FORM_PREFIX))):
             return (
                 415,
                 FieldError(field="Content-Type", message="the body must be application/json"),

@@ -1,8 +1,12 @@
-"""Engine overhead of the email job: latency and throughput beside a bare no-op workflow.
+"""Engine overhead of the email job: latency and throughput beside the bare engine's floor.
 
-One run, one dev server, one worker process (this one): Offload's email job and the bare
-one-activity workflow (`bench.bare`) run on workers built with the same options, and the
-two sides alternate (A B B A ...) so that the machine's noise falls on both. Run it with
+One run, one dev server, one worker process (this one): Offload's email job, the fastest
+bare shape (`bench.bare.FastBareWorkflow`: eager start, one local no-op activity), the
+email job's shape before the fast path (`BareWorkflow`: one no-op activity on the email
+queue) and a standalone activity (`client.execute_activity`, no workflow) run on workers
+built with the same options, the sides taking turns (A B C D D C B A ...) so that the
+machine's noise falls on all of them. The in-memory dev server first (what the ratios
+are taken on), then the SQLite one `offload dev` runs, for latency. Run it with
 `python -m bench.email`, or all benchmarks with `make bench`.
 """
 
@@ -16,12 +20,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench.bare import BareWorkflow, bare_noop
+from bench.bare import BareWorkflow, FastBareWorkflow, bare_noop
 from bench.rows import Row, at_least, at_most, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload import queues
@@ -34,22 +39,26 @@ from offload.temporal import connect
 from workers.main import build_workers, run_workers
 
 LATENCY_SAMPLES = int(os.environ.get("BENCH_EMAIL_LATENCY_SAMPLES", "100"))
+SQLITE_SAMPLES = int(os.environ.get("BENCH_EMAIL_SQLITE_SAMPLES", "40"))
 THROUGHPUT_BATCH = int(os.environ.get("BENCH_EMAIL_BATCH", "100"))
 THROUGHPUT_ROUNDS = int(os.environ.get("BENCH_EMAIL_ROUNDS", "3"))
 WARMUP = 10
 
 Side = Callable[[int], Awaitable[None]]
+# The sides, in the order `sides_on` returns them.
+OFFLOAD, FAST_BARE, QUEUED_BARE, STANDALONE = range(4)
 
 
 def bare_workers(client: Client, settings: Settings) -> list[Worker]:
-    """The bare side's workers, with the options `build_workers` gives Offload's."""
+    """The bare sides' workers, with the options `build_workers` gives Offload's."""
     grace = settings.worker_grace_period
     prefix = settings.task_queue_prefix
     return [
         Worker(
             client,
             task_queue=queues.named(queues.WORKFLOWS, prefix),
-            workflows=[BareWorkflow],
+            workflows=[BareWorkflow, FastBareWorkflow],
+            activities=[bare_noop],
             graceful_shutdown_timeout=grace,
         ),
         Worker(
@@ -77,49 +86,43 @@ def percentile(samples: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def abba(rounds: int) -> list[int]:
-    """Which side goes when: 0 1 1 0, repeated, so neither always runs first or last."""
-    return [0, 1, 1, 0] * rounds
+def turns(sides: int, rounds: int) -> list[int]:
+    """Which side goes when: 0 1 .. n-1 n-1 .. 1 0, repeated, so none always goes first."""
+    there = list(range(sides))
+    return (there + there[::-1]) * rounds
 
 
 async def latencies(sides: Sequence[Side], samples: int) -> list[list[float]]:
-    """Milliseconds from enqueue to result, one job at a time, the sides alternating."""
+    """Milliseconds from enqueue to result, one job at a time, the sides taking turns."""
     found: list[list[float]] = [[] for _ in sides]
-    order = abba((samples + 1) // 2)
-    counters = [0] * len(sides)
-    for which in order:
-        if counters[which] >= samples:
-            continue
+    for n, which in enumerate(turns(len(sides), (samples + 1) // 2)):
         started = time.perf_counter()
-        await sides[which](counters[which])
+        await sides[which](n)
         found[which].append((time.perf_counter() - started) * 1000)
-        counters[which] += 1
-    return found
+    return [side[:samples] for side in found]
 
 
 @dataclass
 class Throughput:
-    """Jobs per second of each side over the whole phase, and the ratio of the two."""
+    """Jobs per second of each side over the whole phase, and the ratio of the first two."""
 
     rates: list[float]
-    # The median of each A B B A block's ratio: a burst of the neighbours' load hits one
-    # block, not the figure.
+    # The median of each block's ratio: a burst of the neighbours' load hits one block, not
+    # the figure.
     ratio: float
     block_ratios: list[float]
 
 
 async def throughputs(sides: Sequence[Side], batch: int, rounds: int) -> Throughput:
-    """`batch` jobs at once per side, sides alternating A B B A, `rounds` times."""
+    """`batch` jobs at once per side, sides taking turns, `rounds` blocks of two batches each."""
     spent = [[0.0 for _ in range(rounds)] for _ in sides]
-    offsets = [0] * len(sides)
-    for n, which in enumerate(abba(rounds)):
+    per_block = 2 * len(sides)
+    for n, which in enumerate(turns(len(sides), rounds)):
         started = time.perf_counter()
-        base = offsets[which]
-        await asyncio.gather(*(sides[which](base + k) for k in range(batch)))
-        spent[which][n // 4] += time.perf_counter() - started
-        offsets[which] += batch
+        await asyncio.gather(*(sides[which](n * batch + k) for k in range(batch)))
+        spent[which][n // per_block] += time.perf_counter() - started
     # Each block runs 2 batches a side: the ratio of rates is the inverse ratio of times.
-    block_ratios = [bare / email for email, bare in zip(spent[0], spent[1], strict=True)]
+    block_ratios = [fast / email for email, fast in zip(spent[0], spent[1], strict=True)]
     return Throughput(
         rates=[2 * batch * rounds / sum(side) for side in spent],
         ratio=statistics.median(block_ratios),
@@ -127,8 +130,46 @@ async def throughputs(sides: Sequence[Side], batch: int, rounds: int) -> Through
     )
 
 
-async def measure_on(stack: Stack) -> list[Row]:
-    """Both sides on `stack`: latency first, one job at a time, then throughput."""
+def sides_on(client: Client, offload: Settings, bare: Settings, phase: str) -> list[Side]:
+    """Offload's email job, the fast bare shape, the queued bare shape, a standalone activity."""
+
+    async def send(n: int) -> None:
+        job = email_job(offload, f"{phase}-{n}")
+        result = await (await enqueue_email(client, offload, job)).result()
+        assert result.status == "sent", result
+
+    def bare_side(shape: type[BareWorkflow] | type[FastBareWorkflow]) -> Side:
+        async def run(n: int) -> None:
+            job = email_job(bare, f"{phase}-{n}")
+            workflow_id = f"bare-{shape.__name__}-{job.idempotency_key}"
+            await (await start_job(client, bare, shape.run, job, workflow_id=workflow_id)).result()
+
+        return run
+
+    async def standalone(n: int) -> None:
+        job = email_job(bare, f"{phase}-{n}")
+        await client.execute_activity(
+            bare_noop,
+            job,
+            id=f"bare-activity-{job.idempotency_key}",
+            task_queue=queues.named(queues.EMAIL, bare.task_queue_prefix),
+            start_to_close_timeout=timedelta(seconds=60),
+        )
+
+    return [send, bare_side(FastBareWorkflow), bare_side(BareWorkflow), standalone]
+
+
+async def standalone_supported(side: Side) -> str:
+    """'' when the server runs standalone activities, else why not (the row says so)."""
+    try:
+        await asyncio.wait_for(side(-1), 30)
+    except Exception as err:
+        return f"{type(err).__name__}: {str(err)[:120]}"
+    return ""
+
+
+async def measure_on(stack: Stack, *, throughput: bool, samples: int) -> dict[str, object]:
+    """Every side on `stack`: latency, one job at a time, then (if asked) throughput."""
     run = uuid.uuid4().hex[:8]
     offload = stack.settings(f"bench-{run}-offload-")
     bare = stack.settings(f"bench-{run}-bare-")
@@ -138,80 +179,138 @@ async def measure_on(stack: Stack) -> list[Row]:
     workers += bare_workers(client, bare)
     stop = asyncio.Event()
     running = asyncio.create_task(run_workers(workers, stop))
-
-    def side_of(phase: str) -> list[Side]:
-        async def send(n: int) -> None:
-            job = email_job(offload, f"{run}-{phase}-{n}")
-            result = await (await enqueue_email(client, offload, job)).result()
-            assert result.status == "sent", result
-
-        async def noop(n: int) -> None:
-            job = email_job(bare, f"{run}-{phase}-{n}")
-            handle = await start_job(
-                client, bare, BareWorkflow.run, job, workflow_id=f"bare-{job.idempotency_key}"
-            )
-            await handle.result()
-
-        return [send, noop]
-
+    found: dict[str, object] = {}
     try:
-        await latencies(side_of("warmup"), WARMUP)
+        all_sides = sides_on(client, offload, bare, f"{run}-probe")
+        found["standalone"] = await standalone_supported(all_sides[STANDALONE])
+        keep = [i for i in range(4) if i != STANDALONE or not found["standalone"]]
+
+        def chosen(phase: str) -> list[Side]:
+            every = sides_on(client, offload, bare, f"{run}-{phase}")
+            return [every[i] for i in keep]
+
+        await latencies(chosen("warmup"), WARMUP)
         sent_before = stack.sink.count()
-        email_ms, bare_ms = await latencies(side_of("latency"), LATENCY_SAMPLES)
-        throughput = await throughputs(side_of("throughput"), THROUGHPUT_BATCH, THROUGHPUT_ROUNDS)
-        delivered = stack.sink.count() - sent_before
+        measured = await latencies(chosen("latency"), samples)
+        found["latency"] = dict(zip(keep, measured, strict=True))
+        expected = samples
+        if throughput:
+            two = chosen("throughput")[:2]
+            found["throughput"] = await throughputs(two, THROUGHPUT_BATCH, THROUGHPUT_ROUNDS)
+            # Today's shape and the standalone activity: one round, for the table.
+            again = chosen("others")
+            others = again[2:]
+            if others:
+                extra = await throughputs([again[0], *others], THROUGHPUT_BATCH, 1)
+                found["other_rates"] = dict(zip(keep[2:], extra.rates[1:], strict=True))
+            expected += THROUGHPUT_BATCH * THROUGHPUT_ROUNDS * 2 + THROUGHPUT_BATCH * 2
+        found["delivered"] = (stack.sink.count() - sent_before, expected)
     finally:
         stop.set()
         await running
         await pool.close()
-    expected = LATENCY_SAMPLES + THROUGHPUT_BATCH * THROUGHPUT_ROUNDS * 2
-    load = load_note()
-    p50, bare_p50 = statistics.median(email_ms), statistics.median(bare_ms)
-    p99, bare_p99 = percentile(email_ms, 99), percentile(bare_ms, 99)
-    goal, met = at_most(p50 / bare_p50, 1.2)
+    found["load"] = load_note()
+    return found
+
+
+SHAPES = {
+    FAST_BARE: "eager start + 1 local no-op activity",
+    QUEUED_BARE: "1 no-op activity on the email queue (the old shape)",
+    STANDALONE: "standalone activity, client.execute_activity",
+}
+
+
+def latency_rows(found: dict[str, object], server: str) -> list[Row]:
+    """Offload's p50 against the fast bare shape's (the goal), the other shapes beside it."""
+    by_side: dict[int, list[float]] = found["latency"]  # type: ignore[assignment]
+    email_ms, fast_ms = by_side[OFFLOAD], by_side[FAST_BARE]
+    p50, fast_p50 = statistics.median(email_ms), statistics.median(fast_ms)
+    goal, met = at_most(p50 / fast_p50, 1.5)
     rows = [
         Row(
-            name="email job enqueue->delivered p50",
-            figure=f"{p50:.0f} ms",
-            baseline=f"{bare_p50:.0f} ms (bare 1-activity workflow)",
-            ratio=p50 / bare_p50,
+            name=f"email job enqueue->delivered p50 ({server})",
+            figure=f"{p50:.1f} ms (p99 {percentile(email_ms, 99):.0f})",
+            baseline=f"{fast_p50:.1f} ms (p99 {percentile(fast_ms, 99):.0f}) {SHAPES[FAST_BARE]}",
+            ratio=p50 / fast_p50,
             goal=goal,
             met=met,
-            note=f"{LATENCY_SAMPLES} jobs a side, one at a time, alternating; {load}",
-        ),
-        Row(
-            name="email job enqueue->delivered p99",
-            figure=f"{p99:.0f} ms",
-            baseline=f"{bare_p99:.0f} ms (bare 1-activity workflow)",
-            ratio=p99 / bare_p99,
-            goal="(none)",
-            met=True,
-        ),
+            note=f"{len(email_ms)} jobs a side, one at a time, sides taking turns; {found['load']}",
+        )
     ]
-    email_rate, bare_rate = throughput.rates
+    for side in (QUEUED_BARE, STANDALONE):
+        if side in by_side:
+            ms = by_side[side]
+            rows.append(
+                Row(
+                    name=f"  bare shape p50 ({server}): {SHAPES[side]}",
+                    figure=f"{statistics.median(ms):.1f} ms (p99 {percentile(ms, 99):.0f})",
+                    baseline=f"{fast_p50:.1f} ms fastest bare shape",
+                    ratio=statistics.median(ms) / fast_p50,
+                    goal="(none)",
+                    met=True,
+                )
+            )
+    if found.get("standalone"):
+        rows.append(
+            Row(
+                name=f"  bare shape ({server}): {SHAPES[STANDALONE]}",
+                figure="not run",
+                baseline="-",
+                ratio=float("nan"),
+                goal="(none)",
+                met=True,
+                note=f"the dev server refused it: {found['standalone']}",
+            )
+        )
+    return rows
+
+
+def throughput_rows(found: dict[str, object]) -> list[Row]:
+    throughput: Throughput = found["throughput"]  # type: ignore[assignment]
+    email_rate, fast_rate = throughput.rates
     goal, met = at_least(throughput.ratio, 0.85)
     blocks = ", ".join(f"{r:.2f}" for r in throughput.block_ratios)
-    rows.append(
+    delivered, expected = found["delivered"]  # type: ignore[misc]
+    rows = [
         Row(
-            name="email jobs per second",
+            name="email jobs per second (in-memory dev server)",
             figure=f"{email_rate:.1f} jobs/s",
-            baseline=f"{bare_rate:.1f} workflows/s (bare)",
+            baseline=f"{fast_rate:.1f} workflows/s {SHAPES[FAST_BARE]}",
             ratio=throughput.ratio,
             goal=goal,
             met=met,
             note=f"batches of {THROUGHPUT_BATCH} at once, {THROUGHPUT_ROUNDS * 2} a side, "
-            f"A B B A; ratio = median of the blocks' ratios ({blocks}); "
-            f"{delivered}/{expected} messages reached the sink; {load}",
+            f"taking turns; ratio = median of the blocks' ratios ({blocks}); "
+            f"{delivered}/{expected} messages reached the sink; {found['load']}",
         )
-    )
+    ]
+    others: dict[int, float] = found.get("other_rates", {})  # type: ignore[assignment]
+    for side, rate in others.items():
+        rows.append(
+            Row(
+                name=f"  bare shape jobs/s: {SHAPES[side]}",
+                figure=f"{rate:.1f} /s",
+                baseline=f"{fast_rate:.1f} /s fastest bare shape",
+                ratio=rate / fast_rate,
+                goal="(none)",
+                met=True,
+            )
+        )
     return rows
 
 
 async def measure() -> list[Row]:
-    """Start a stack on free ports, measure both sides on it, stop it."""
+    """The in-memory dev server (latency, throughput), then the SQLite one (latency)."""
     with tempfile.TemporaryDirectory(prefix="offload-bench-email-") as root:
-        async with running_stack(Path(root)) as stack:
-            return await measure_on(stack)
+        async with running_stack(Path(root) / "memory") as stack:
+            memory = await measure_on(stack, throughput=True, samples=LATENCY_SAMPLES)
+        async with running_stack(Path(root) / "sqlite", temporal_file=True) as stack:
+            sqlite = await measure_on(stack, throughput=False, samples=SQLITE_SAMPLES)
+    return [
+        *latency_rows(memory, "in-memory dev server"),
+        *throughput_rows(memory),
+        *latency_rows(sqlite, "SQLite dev server, as offload dev"),
+    ]
 
 
 if __name__ == "__main__":

@@ -95,7 +95,8 @@ class JobKind:
 
 def email_activities(settings: Settings, pool: Pool) -> Activities:
     email = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
-    return {queues.EMAIL: [email.send_email]}
+    # The workflow worker runs the first attempt as a local activity (the fast path).
+    return {queues.WORKFLOWS: [email.try_send_email], queues.EMAIL: [email.send_email]}
 
 
 def report_activities(settings: Settings, pool: Pool) -> Activities:

@@ -14,6 +14,7 @@ from temporalio.envconfig import ClientConfigProfile, ClientConfigTLS
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
+from offload import tracing
 from offload.codec import EncryptionFailureConverter, encryption_codec
 from offload.net import port_is_free, split_address
 from offload.settings import Settings
@@ -153,6 +154,7 @@ async def connect(settings: Settings, *, serve_metrics: bool = False, lazy: bool
             identity=client_identity(settings),
             runtime=runtime,
             lazy=lazy,
+            interceptors=tracing.client_interceptors(),
         )
     except RuntimeError as err:
         raise TemporalUnavailableError(

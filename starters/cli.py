@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from offload import tracing
 from offload.db import DatabaseUnavailableError
 from offload.jobs.errors import JobInputError
 from offload.logs import configure_logging
@@ -41,6 +42,7 @@ async def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
+        tracing.configure()
         settings = Settings()
         code: int = await args.handler(args, settings)
         return code
@@ -53,6 +55,9 @@ async def run(argv: Sequence[str] | None = None) -> int:
         return 2
     except ValidationError as err:
         fail(f"invalid settings or input:\n{err}")
+        return 2
+    except tracing.TracingConfigError as err:
+        fail(str(err))
         return 2
     except (PortInUseError, TemporalUnavailableError, DatabaseUnavailableError) as err:
         fail(str(err))
@@ -77,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "offload stopped on an unexpected error", exc_info=True
         )
         code = 1
+    tracing.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

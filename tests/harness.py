@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.client import Client
 
 from offload import queues
@@ -67,3 +71,31 @@ def run_offload(
         text=True,
         timeout=timeout,
     )
+
+
+@asynccontextmanager
+async def running_dev(
+    settings: Settings, log: Path, seconds: float = 60
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """`offload dev` as a child process, its output in `log`, stopped by SIGTERM after the block.
+
+    It yields once the API answers (`offload dev` prints "ready" a moment before its API
+    binds); the process has exited, and its `returncode` is set, when the block is left.
+    """
+    with log.open("wb") as out:
+        dev = offload_process(settings, "dev", stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + seconds
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as http:
+            while True:
+                if dev.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(await asyncio.to_thread(log.read_text))
+                try:
+                    await http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+        yield dev
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(dev.wait, 30)

@@ -106,30 +106,31 @@ def build_workers(
     for kind in kinds:
         queue = queues.BY_KIND[kind]
         name = queues.named(queue, prefix)
+        # SMTP connections stay open between emails until the worker that sends them stops.
+        owners = {getattr(a, "__self__", None) for a in activities.get(queue, [])}
+        plugins: list[Plugin] = [
+            CloseOnShutdown(owner.close) for owner in owners if isinstance(owner, EmailActivities)
+        ]
         if queue == queues.WORKFLOWS:
             workers.append(
                 Worker(
                     client,
                     task_queue=name,
                     workflows=workflows(),
+                    # Local activities: the first attempt of an email (the fast path).
+                    activities=activities.get(queue, []),
                     graceful_shutdown_timeout=grace,
                     interceptors=[JobMetricsInterceptor(k.workflow_type for k in job_kinds.KINDS)],
+                    plugins=plugins,
                 )
             )
         elif activities.get(queue):
-            tuning: dict[str, Any] = {}
+            tuning: dict[str, Any] = {"plugins": plugins}
             if queue == queues.EMAIL:
                 # The SMTP provider's rate limit holds across every worker of the queue.
                 tuning["max_task_queue_activities_per_second"] = (
                     settings.email_rate_limit_per_second
                 )
-                # Its SMTP connections stay open between emails until this worker stops.
-                owners = {getattr(a, "__self__", None) for a in activities[queue]}
-                tuning["plugins"] = [
-                    CloseOnShutdown(owner.close)
-                    for owner in owners
-                    if isinstance(owner, EmailActivities)
-                ]
             if queue == queues.REPORTS:
                 tuning["max_concurrent_activities"] = settings.reports_max_concurrent_activities
                 # How stale a chunk's resume point may be when its worker dies.

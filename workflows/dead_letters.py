@@ -89,7 +89,12 @@ def _describe(err: BaseException) -> tuple[str, str]:
     return type(err).__name__, str(err)
 
 
-async def run_job(kind: str, job: BaseModel, body: Callable[[], Awaitable[ResultT]]) -> ResultT:
+async def run_job(
+    kind: str,
+    job: BaseModel,
+    body: Callable[[], Awaitable[ResultT]],
+    attempts_before: Callable[[], int] = lambda: 0,
+) -> ResultT:
     """Run a job's `body`; if it fails for good, dead-letter the job, then fail it.
 
     Every job workflow's run method is one call to this:
@@ -100,7 +105,9 @@ async def run_job(kind: str, job: BaseModel, body: Callable[[], Awaitable[Result
     raises them only once retries are exhausted, the error was non-retryable, or the
     activity timed out for good. The entry carries `kind`, the workflow id, run id and type,
     `job` as JSON (a redrive starts the workflow type with it), the error type and message,
-    the attempt number and the time. Cancellation is not a failure: it is re-raised as is.
+    the attempt number and the time. `attempts_before` counts attempts the failed activity's
+    own attempt number does not (a local first attempt before a queued activity), so the
+    entry says how often the job really tried. Cancellation is not a failure: it is re-raised as is.
 
     Raises:
         The error of `body`, unchanged, after the entry is recorded.
@@ -117,6 +124,7 @@ async def run_job(kind: str, job: BaseModel, body: Callable[[], Awaitable[Result
             job,
             error_type,
             message,
+            attempts=attempts_before(),
             started_event_id=err.started_event_id if isinstance(err, ActivityError) else 0,
         )
         raise
@@ -141,6 +149,7 @@ async def dead_letter(
     message: str,
     *,
     suffix: str = "",
+    attempts: int = 0,
     started_event_id: int = 0,
 ) -> None:
     """Record `job` of this workflow in the dead-letter queue; a redrive starts it again.
@@ -160,6 +169,7 @@ async def dead_letter(
         input=job.model_dump(mode="json"),
         error_type=error_type,
         error_message=message,
+        attempts=attempts,
         started_event_id=started_event_id,
         failed_at=workflow.now(),
     )

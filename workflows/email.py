@@ -1,6 +1,12 @@
 """SendEmailWorkflow: one email job, its activity retried with exponential backoff.
 
-A send that fails for good is dead-lettered (`run_job`) before the job fails.
+The fast path: the first attempt runs as a local activity in the workflow worker, in the
+same workflow task that starts the job, so an email that goes through costs no trip
+through the server's activity matching. A retryable failure of that attempt hands the job
+to `send_email` on the email queue, with the rest of its attempts and the backoff it would
+have had; a worker with an SMTP rate limit (`OFFLOAD_EMAIL_RATE_LIMIT_PER_SECOND`, which
+holds across workers only on the queue) declines the local attempt and the job goes to the
+queue at once. A send that fails for good is dead-lettered (`run_job`) before the job fails.
 """
 
 from __future__ import annotations
@@ -8,30 +14,86 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from offload import queues
-    from offload.models import EmailJob, EmailResult
+    from offload.models import EmailJob, EmailResult, RetryConfig
     from workflows.dead_letters import run_job
-    from workflows.policies import retry_policy
+    from workflows.policies import after_first_attempt, retry_policy
+
+# Histories from before the fast path scheduled `send_email` on the queue first.
+LOCAL_FIRST_ATTEMPT = "send-email-local-first-attempt"
+# One SMTP conversation; the timeout bounds a server that stops answering.
+SEND_TIMEOUT = timedelta(seconds=60)
 
 
 @workflow.defn
 class SendEmailWorkflow:
     """Send one email; the workflow id `email-<idempotency key>` makes queueing it idempotent."""
 
+    def __init__(self) -> None:
+        # Attempts made before the queued activity: the dead-letter entry counts them too.
+        self.local_attempts = 0
+
     @workflow.run
     async def run(self, job: EmailJob) -> EmailResult:
-        return await run_job(
-            "email",
-            job,
-            lambda: workflow.execute_activity_method(
-                EmailActivities.send_email,
+        return await run_job("email", job, lambda: self.send(job), lambda: self.local_attempts)
+
+    async def send(self, job: EmailJob) -> EmailResult:
+        if not workflow.patched(LOCAL_FIRST_ATTEMPT):
+            return await self.send_on_queue(job, job.retry)
+        self.local_attempts = 1
+        try:
+            sent = await workflow.execute_local_activity_method(
+                EmailActivities.try_send_email,
                 job,
-                task_queue=queues.sibling(workflow.info().task_queue, queues.EMAIL),
-                # One SMTP conversation; the timeout bounds a server that stops answering.
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=retry_policy(job.retry),
-            ),
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except (ActivityError, ApplicationError, TimeoutError) as err:
+            cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+            if self.worth_queueing(job, cause):
+                return await self.retry_on_queue(job)
+            if isinstance(err, ActivityError):
+                raise
+            # A local activity's failure arrives unwrapped: wrap it as a queued activity's is,
+            # so the job fails (and is dead-lettered) the same way on either path.
+            raise ActivityError(
+                "local activity failed",
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type="try_send_email",
+                activity_id="",
+                retry_state=None,
+            ) from err
+        if sent is not None:
+            return sent
+        # This worker sends through the rate-limited queue: the attempt made nothing.
+        self.local_attempts = 0
+        return await self.send_on_queue(job, job.retry)
+
+    @staticmethod
+    def worth_queueing(job: EmailJob, err: BaseException) -> bool:
+        """Whether a failed first attempt leaves attempts that could heal it."""
+        if isinstance(err, CancelledError) or job.retry.maximum_attempts == 1:
+            return False
+        return not (isinstance(err, ApplicationError) and err.non_retryable)
+
+    async def retry_on_queue(self, job: EmailJob) -> EmailResult:
+        # The backoff the second attempt would have waited for on the queue.
+        await workflow.sleep(job.retry.initial_interval)
+        return await self.send_on_queue(job, after_first_attempt(job.retry))
+
+    @staticmethod
+    async def send_on_queue(job: EmailJob, retry: RetryConfig) -> EmailResult:
+        return await workflow.execute_activity_method(
+            EmailActivities.send_email,
+            job,
+            task_queue=queues.sibling(workflow.info().task_queue, queues.EMAIL),
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=retry_policy(retry),
         )

@@ -25,3 +25,16 @@ def retry_policy(config: RetryConfig) -> RetryPolicy:
         maximum_attempts=config.maximum_attempts,
         non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
     )
+
+
+def after_first_attempt(config: RetryConfig) -> RetryConfig:
+    """The retry config of the attempts left once one attempt failed: same schedule, one fewer."""
+    return config.model_copy(
+        update={
+            "initial_interval_seconds": min(
+                config.initial_interval_seconds * config.backoff_coefficient,
+                config.maximum_interval_seconds,
+            ),
+            "maximum_attempts": config.maximum_attempts - 1,
+        }
+    )

@@ -10,6 +10,7 @@ deterministic workflow id, so a row started twice is still one job.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -18,7 +19,7 @@ from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from offload import kinds
+from offload import kinds, tracing
 from offload.db import QUERIES, Pool
 from offload.jobs.start import start_job
 from offload.settings import Settings
@@ -35,8 +36,14 @@ async def write(conn: PoolConnectionProxy, kind: str, workflow_id: str, job: Bas
         UnknownKindError: no kind `kind` is declared in `offload.kinds`.
     """
     kinds.named(kind)
+    # The caller's trace (the request's), for the relay to join if it starts the job.
+    trace = tracing.carrier()
     row_id: int | None = await conn.fetchval(
-        QUERIES.insert_outbox, kind, workflow_id, job.model_dump_json()
+        QUERIES.insert_outbox,
+        kind,
+        workflow_id,
+        job.model_dump_json(),
+        json.dumps(trace) if trace else None,
     )
     if row_id is None:
         row_id = await conn.fetchval(QUERIES.find_outbox_id, workflow_id)
@@ -100,8 +107,10 @@ class OutboxRelay:
             )
             for row in rows:
                 try:
+                    trace = json.loads(row["trace_context"] or "null")
                     async with asyncio.timeout(self.settings.api_start_timeout_seconds * 5):
-                        await start_row(self.client, self.settings, row["kind"], row["payload"])
+                        with tracing.span("outbox relay start", parent=trace, kind=row["kind"]):
+                            await start_row(self.client, self.settings, row["kind"], row["payload"])
                 except Exception as err:
                     # Recorded in this transaction; the row stays pending and goes to the back.
                     await conn.execute(

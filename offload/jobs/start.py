@@ -36,6 +36,13 @@ async def start_job(
     failed, returns the closed one instead of running it again (REJECT_DUPLICATE). So an
     outbox row started twice, or a retried start whose first try landed, never runs a job
     again: a failed job runs again only by `offload dlq redrive`, under its redrive id.
+
+    The start asks to be eager: when a worker of this same `client` polls the workflow
+    queue and has a free slot (the API and the relay inside `offload dev` or a worker
+    process), the server hands it the first workflow task in the start's answer, a trip
+    through matching saved. A client with no such worker does not ask (the SDK checks), and
+    the task goes through the queue as usual; the job is durable either way, since the
+    server records the start before it answers.
     """
     try:
         return await client.start_workflow(
@@ -45,6 +52,7 @@ async def start_job(
             task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
             id_conflict_policy=ID_CONFLICT_POLICY,
             id_reuse_policy=ID_REUSE_POLICY,
+            request_eager_start=True,
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(run, workflow_id)

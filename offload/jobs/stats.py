@@ -37,6 +37,8 @@ LATENCY_METRICS = {
     "workflow schedule-to-start": "temporal_workflow_task_schedule_to_start_latency_seconds",
     "activity schedule-to-start": "temporal_activity_schedule_to_start_latency_seconds",
     "activity execution": "temporal_activity_execution_latency_seconds",
+    # The fast path's first attempt of an email (a local activity in the workflow worker).
+    "local activity execution": "temporal_local_activity_execution_latency_seconds",
     "job enqueue-to-done": "offload_job_enqueue_to_done_latency_seconds",
 }
 

@@ -8,7 +8,6 @@ The services come from the test (TEMPORAL_ADDRESS, DATABASE_URL and SMTP_HOST ar
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from offload.db import Pool
 from offload.dev.stack import SmtpSink
 from offload.net import free_port
 from offload.settings import Settings
-from tests.harness import offload_process
+from tests.harness import running_dev
 
 
 async def test_offload_dev_serves_the_api_beside_the_worker_and_stops_on_sigterm(
@@ -26,13 +25,9 @@ async def test_offload_dev_serves_the_api_beside_the_worker_and_stops_on_sigterm
 ) -> None:
     settings = settings.model_copy(update={"api_port": free_port(), "metrics_address": ""})
     log = tmp_path / "dev.log"
-    with log.open("wb") as out:
-        dev = offload_process(settings, "dev", stdout=out, stderr=out)
-    try:
+    async with running_dev(settings, log) as dev:
         deadline = time.monotonic() + 60
-        while "ready" not in log.read_text():
-            assert dev.poll() is None and time.monotonic() < deadline, log.read_text()
-            await asyncio.sleep(0.1)
+        assert "\nready: " in log.read_text()
         url = f"http://127.0.0.1:{settings.api_port}"
         assert f"api       {url}" in log.read_text()
         lead = {"name": "Ada Lovelace", "email": "ada@example.com", "property": "12 Harbour View"}
@@ -50,10 +45,7 @@ async def test_offload_dev_serves_the_api_beside_the_worker_and_stops_on_sigterm
         while await pool.fetchval("SELECT count(*) FROM outbox WHERE started_at IS NULL"):
             assert time.monotonic() < deadline, log.read_text()
             await asyncio.sleep(0.1)
-    finally:
-        dev.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(dev.wait, 30)
-    assert code == 0, log.read_text()
+    assert dev.returncode == 0, log.read_text()
     assert "stopped" in log.read_text()
     # The address of the lead must not reach the log.
     assert "ada@example.com" not in log.read_text()

@@ -149,6 +149,7 @@ def test_every_part_of_the_stack_is_there(services: dict[str, dict[str, Any]]) -
         "mailpit",
         "prometheus",
         "grafana",
+        "jaeger",
         *APP_SERVICES,
     }
     assert services["temporal"]["image"].startswith("temporalio/server:")
@@ -196,6 +197,7 @@ def test_only_the_ports_a_user_needs_are_published_and_workers_publish_none(
         "8025": ("mailpit", "127.0.0.1"),
         "9090": ("prometheus", "127.0.0.1"),
         "3000": ("grafana", "127.0.0.1"),
+        "16686": ("jaeger", "127.0.0.1"),
     }
     for name in WORKERS:
         # `--scale worker=N` needs replicas without fixed names or host ports.
@@ -376,6 +378,22 @@ def test_the_app_reaches_the_services_of_the_stack(services: dict[str, dict[str,
     assert (
         environment(services["temporal-schema"])["SQL_PASSWORD"] == temporal_db["POSTGRES_PASSWORD"]
     )
+
+
+def test_the_api_and_the_workers_send_their_traces_to_jaeger(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    names = set()
+    for name in ("api", *WORKERS):
+        env = environment(services[name])
+        assert env["OTEL_TRACES_EXPORTER"] == "${OTEL_TRACES_EXPORTER:-otlp}", name
+        endpoint = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        # OTLP over HTTP, the protocol offload/tracing.py exports with.
+        assert (endpoint.hostname, endpoint.port) == ("jaeger", 4318), name
+        names.add(env["OTEL_SERVICE_NAME"])
+    assert names == {"offload-api", "offload-worker"}
+    assert environment(services["jaeger"])["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert services["jaeger"]["image"].startswith("jaegertracing/")
 
 
 def test_prometheus_scrapes_every_worker_and_grafana_shows_offload_metrics(

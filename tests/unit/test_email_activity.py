@@ -37,6 +37,29 @@ async def test_250_sends_and_logs_once(settings: Settings, pool: Pool, smtp_sink
     assert await pool.fetchval("SELECT count(*) FROM email_log") == 1
 
 
+async def test_the_local_first_attempt_sends_and_logs_like_the_queued_one(
+    settings: Settings, pool: Pool, smtp_sink: SmtpSink
+) -> None:
+    activities = EmailActivities(settings, pool)
+    env = ActivityEnvironment()
+    first = await env.run(activities.try_send_email, job())
+    again = await env.run(activities.send_email, job())
+    assert first is not None and first.status == "sent"
+    assert again.status == "already_sent"
+    assert again.message_id == first.message_id
+    assert len(smtp_sink.messages()) == 1
+
+
+async def test_a_worker_with_a_rate_limit_declines_the_local_attempt(
+    settings: Settings, pool: Pool, smtp_sink: SmtpSink
+) -> None:
+    limited = settings.model_copy(update={"email_rate_limit_per_second": 5.0})
+    activities = EmailActivities(limited, pool)
+    assert await ActivityEnvironment().run(activities.try_send_email, job()) is None
+    assert smtp_sink.messages() == []
+    assert await pool.fetchval("SELECT count(*) FROM email_log") == 0
+
+
 async def test_451_is_retryable(settings: Settings, pool: Pool, smtp_sink: SmtpSink) -> None:
     smtp_sink.rules.set("later@example.com", "451 4.3.0 Try again later")
     with pytest.raises(SmtpTransientError, match="451"):

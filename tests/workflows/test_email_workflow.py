@@ -1,16 +1,20 @@
 """SendEmailWorkflow on the time-skipping server, with its activities stubbed under their names.
 
-A job that fails for good is dead-lettered after exactly its last attempt.
+The first attempt runs as the local activity `try_send_email` in the workflow worker, the
+rest as `send_email` on the email queue, on the one backoff schedule. A job that fails for
+good is dead-lettered after exactly its last attempt.
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -44,9 +48,19 @@ async def run_with_stub(
     stub: object,
     job: EmailJob,
     dead_letters: list[tuple[DeadLetterEntry, datetime]] | None = None,
+    first_attempt: Callable[[EmailJob], Awaitable[EmailResult | None]] | None = None,
 ) -> EmailResult:
-    """Run the job with `send_email` stubbed; dead-lettered entries land in `dead_letters`."""
+    """Run the job with `send_email` stubbed; dead-lettered entries land in `dead_letters`.
+
+    The stub is the local first attempt too, unless `first_attempt` stands in for it.
+    """
     recorded = dead_letters if dead_letters is not None else []
+
+    @activity.defn(name="try_send_email")
+    async def try_send_email(job: EmailJob) -> EmailResult | None:
+        if first_attempt is not None:
+            return await first_attempt(job)
+        return await stub(job)  # type: ignore[operator,no-any-return]
 
     @activity.defn(name="record_dead_letter")
     async def record_dead_letter(entry: DeadLetterEntry) -> None:
@@ -54,7 +68,12 @@ async def run_with_stub(
 
     workflow_queue = queues.named(queues.WORKFLOWS, prefix)
     async with (
-        Worker(env.client, task_queue=workflow_queue, workflows=[SendEmailWorkflow]),
+        Worker(
+            env.client,
+            task_queue=workflow_queue,
+            workflows=[SendEmailWorkflow],
+            activities=[try_send_email],
+        ),
         Worker(env.client, task_queue=queues.named(queues.EMAIL, prefix), activities=[stub]),
         Worker(
             env.client,
@@ -109,7 +128,8 @@ async def test_gives_up_after_the_configured_attempts(
     job = email_job()
     with pytest.raises(WorkflowFailureError) as caught:
         await run_with_stub(time_skipping_env, task_queue_prefix, failing_send_email, job, dead)
-    assert [n for n, _ in attempts] == [1, 2, 3, 4, 5, 6]
+    # The local first attempt, then the five left on the email queue.
+    assert [n for n, _ in attempts] == [1, 1, 2, 3, 4, 5]
     assert isinstance(caught.value.cause, ActivityError)
     gaps = [b - a for (_, a), (_, b) in itertools.pairwise(attempts)]
     for gap, want in zip(gaps, (1, 2, 4, 5, 5), strict=True):
@@ -124,6 +144,7 @@ async def test_gives_up_after_the_configured_attempts(
     assert EmailJob.model_validate(entry.input) == job
     assert (entry.error_type, entry.error_message) == ("RuntimeError", "451 try again later")
     assert entry.started_event_id > 0
+    assert entry.attempts == 1  # the local attempt, before the queued activity's five
 
 
 async def test_a_non_retryable_failure_stops_at_once(
@@ -148,3 +169,52 @@ async def test_a_non_retryable_failure_stops_at_once(
     assert isinstance(cause, ActivityError)
     assert isinstance(cause.cause, ApplicationError)
     assert cause.cause.type == "SmtpPermanentError"
+
+
+async def test_an_email_that_goes_through_is_one_local_activity_and_no_queued_one(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    queued: list[int] = []
+
+    @activity.defn(name="send_email")
+    async def queued_send_email(job: EmailJob) -> EmailResult:
+        queued.append(activity.info().attempt)
+        return EmailResult(status="sent", message_id="<m@x>", to=job.to, sent_at=datetime.now(UTC))
+
+    async def sent_here(job: EmailJob) -> EmailResult:
+        return EmailResult(status="sent", message_id="<l@x>", to=job.to, sent_at=datetime.now(UTC))
+
+    job = email_job()
+    result = await run_with_stub(
+        time_skipping_env, task_queue_prefix, queued_send_email, job, first_attempt=sent_here
+    )
+    assert (result.status, result.message_id) == ("sent", "<l@x>")
+    assert queued == []
+    history = await time_skipping_env.client.get_workflow_handle(job.workflow_id).fetch_history()
+    types = {EventType.Name(e.event_type) for e in history.events}
+    assert "EVENT_TYPE_MARKER_RECORDED" in types
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in types
+    # One workflow task: started, the local activity, completed.
+    assert (
+        sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED for e in history.events) == 1
+    )
+
+
+async def test_a_worker_with_a_rate_limit_sends_on_the_queue(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    queued: list[int] = []
+
+    @activity.defn(name="send_email")
+    async def queued_send_email(job: EmailJob) -> EmailResult:
+        queued.append(activity.info().attempt)
+        return EmailResult(status="sent", message_id="<q@x>", to=job.to, sent_at=datetime.now(UTC))
+
+    async def declined(job: EmailJob) -> None:
+        return None
+
+    result = await run_with_stub(
+        time_skipping_env, task_queue_prefix, queued_send_email, email_job(), first_attempt=declined
+    )
+    assert (result.status, result.message_id) == ("sent", "<q@x>")
+    assert queued == [1]

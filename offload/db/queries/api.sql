@@ -4,8 +4,8 @@ VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id;
 
 -- name: insert_outbox
-INSERT INTO outbox (kind, workflow_id, payload)
-VALUES ($1, $2, $3::jsonb)
+INSERT INTO outbox (kind, workflow_id, payload, trace_context)
+VALUES ($1, $2, $3::jsonb, $4::jsonb)
 ON CONFLICT (workflow_id) DO NOTHING
 RETURNING id;
 
@@ -24,7 +24,7 @@ WHERE id = $1;
 -- SKIP LOCKED lets several relays share the table without taking the same row; a row that
 -- failed goes behind the others, so one bad row never holds the rest back.
 -- name: claim_outbox
-SELECT id, kind, workflow_id, payload::text AS payload
+SELECT id, kind, workflow_id, payload::text AS payload, trace_context::text AS trace_context
 FROM outbox
 WHERE started_at IS NULL AND created_at < now() - make_interval(secs => $1)
 ORDER BY attempts, id

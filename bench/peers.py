@@ -1,0 +1,304 @@
+"""Offload's email job beside its peers doing the same work on the same machine.
+
+The same confirmation email (`EmailActivities.deliver`: look up `email_log`, render,
+send over a kept SMTP connection, log it) through the same SMTP sink and the same
+embedded PostgreSQL, as:
+
+- **Offload**: `SendEmailWorkflow` by `enqueue_email`, worker in this process, the
+  in-memory Temporal dev server;
+- **DBOS**: a durable workflow of one step, its system database on the same PostgreSQL,
+  started and run in this process (DBOS runs workflows where they start);
+- **procrastinate**: a task deferred to a queue in the same PostgreSQL, its worker in this
+  process (LISTEN/NOTIFY wakes it);
+- **Celery** with Redis (`redis-server` on the PATH, else the row says it was skipped):
+  `bench.celery_peer`'s task, its worker a `celery worker` process (prefork, 2 children).
+
+Each row: p50 and p99 one job at a time (enqueue to delivered), and jobs/s with a batch in
+flight. Run it with `python -m bench.peers`; it needs the `bench` extra (`make bench`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from activities.email import EmailActivities
+from bench.email import email_job, percentile
+from bench.rows import Row, at_most, print_and_exit
+from bench.stack import Stack, load_note, running_stack
+from offload.db import QUERIES, Pool, create_pool
+from offload.jobs.email import enqueue_email
+from offload.models import EmailJob
+from offload.net import free_port
+from offload.settings import Settings
+from offload.temporal import connect
+from workers.main import build_workers, run_workers
+
+SAMPLES = int(os.environ.get("BENCH_PEERS_SAMPLES", "60"))
+BATCH = int(os.environ.get("BENCH_PEERS_BATCH", "100"))
+WARMUP = 5
+
+# One job of a side: deliver the email with this idempotency key, return once delivered.
+Send = Callable[[str], Awaitable[None]]
+
+
+async def figures(send: Send, prefix: str) -> tuple[list[float], float]:
+    """Latencies in ms, one at a time, then jobs/s of one batch of `BATCH` at once."""
+    print(f"  {prefix} ...", file=sys.stderr, flush=True)
+    for n in range(WARMUP):
+        await send(f"{prefix}-warmup-{n}")
+    found = []
+    for n in range(SAMPLES):
+        started = time.perf_counter()
+        await send(f"{prefix}-latency-{n}")
+        found.append((time.perf_counter() - started) * 1000)
+    started = time.perf_counter()
+    await asyncio.gather(*(send(f"{prefix}-batch-{n}") for n in range(BATCH)))
+    return found, BATCH / (time.perf_counter() - started)
+
+
+@contextlib.asynccontextmanager
+async def offload_side(stack: Stack, settings: Settings) -> AsyncIterator[Send]:
+    client = await connect(settings)
+    pool = await create_pool(settings, max_size=10)
+    stop = asyncio.Event()
+    running = asyncio.create_task(
+        run_workers(build_workers(client, settings, pool, ["workflows", "email"]), stop)
+    )
+
+    async def send(key: str) -> None:
+        result = await (await enqueue_email(client, settings, email_job(settings, key))).result()
+        assert result.status == "sent", result
+
+    try:
+        yield send
+    finally:
+        stop.set()
+        await running
+        await pool.close()
+
+
+async def create_database(stack: Stack, name: str) -> str:
+    await stack.sql(f"CREATE DATABASE {name}")
+    return stack.postgres.dsn(name)
+
+
+@contextlib.asynccontextmanager
+async def dbos_side(stack: Stack, settings: Settings, pool: Pool) -> AsyncIterator[Send]:
+    from dbos import DBOS, SetWorkflowID
+
+    dsn = await create_database(stack, "dbos_system")
+    emails = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
+    DBOS(config={"name": "offload-bench", "system_database_url": dsn, "log_level": "WARNING"})
+
+    @DBOS.step()
+    async def deliver(job: dict[str, Any]) -> str:
+        email = EmailJob.model_validate(job)
+        sent = await emails.deliver(email, workflow_id=f"dbos-{email.idempotency_key}")
+        return sent.message_id
+
+    @DBOS.workflow()
+    async def send_email_workflow(job: dict[str, Any]) -> str:
+        return await deliver(job)
+
+    DBOS.launch()
+
+    async def send(key: str) -> None:
+        job = email_job(settings, key)
+        with SetWorkflowID(f"dbos-email-{key}"):
+            handle = await DBOS.start_workflow_async(send_email_workflow, job.model_dump())
+        await handle.get_result()
+
+    try:
+        yield send
+    finally:
+        await emails.close()
+        DBOS.destroy()
+        # DBOS made its executor the loop's default, and has shut it down.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor())
+
+
+@contextlib.asynccontextmanager
+async def procrastinate_side(stack: Stack, settings: Settings, pool: Pool) -> AsyncIterator[Send]:
+    import procrastinate
+
+    dsn = await create_database(stack, "procrastinate")
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
+    emails = EmailActivities(settings, pool, keep_connections=settings.smtp_max_connections)
+    # The task runs in this process's worker: it tells the waiting sender its email is out.
+    delivered: dict[str, asyncio.Future[None]] = {}
+
+    @app.task(name="send_email", queue="emails")
+    async def send_email_task(job: dict[str, Any]) -> None:
+        email = EmailJob.model_validate(job)
+        waiting = delivered[email.idempotency_key]
+        try:
+            await emails.deliver(email, workflow_id=f"procrastinate-{email.idempotency_key}")
+        except Exception as err:
+            waiting.set_exception(err)
+            raise
+        waiting.set_result(None)
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        worker = asyncio.create_task(
+            app.run_worker_async(queues=["emails"], concurrency=10, install_signal_handlers=False)
+        )
+
+        async def send(key: str) -> None:
+            job = email_job(settings, key)
+            delivered[key] = asyncio.get_running_loop().create_future()
+            await send_email_task.defer_async(job=job.model_dump(mode="json"))
+            try:
+                await asyncio.wait_for(delivered[key], 60)
+            finally:
+                del delivered[key]
+
+        try:
+            yield send
+        finally:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            await emails.close()
+
+
+def launch(
+    command: list[str], *more: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """A peer's server or worker process, its output discarded."""
+    return subprocess.Popen(
+        [*command, *more], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+@contextlib.asynccontextmanager
+async def celery_side(stack: Stack, settings: Settings, pool: Pool) -> AsyncIterator[Send]:
+    from bench import celery_peer
+
+    redis = shutil.which("redis-server")
+    assert redis is not None
+    port = free_port()
+    server = launch([redis, "--port", str(port), "--save", "", "--appendonly", "no"])
+    env = {**os.environ, **settings.to_env(), "BENCH_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    worker = launch(
+        [sys.executable, "-m", "celery", "-A", "bench.celery_peer", "worker", "--pool=prefork"],
+        "--concurrency=2",
+        "--loglevel=WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        env=env,
+    )
+    app = celery_peer.make_app(env["BENCH_REDIS_URL"])
+    task = app.signature("bench.send_email")
+
+    async def delivered(key: str) -> bool:
+        return await pool.fetchrow(QUERIES.find_email_log, key) is not None
+
+    async def send(key: str) -> None:
+        job = email_job(settings, key)
+        await asyncio.to_thread(task.apply_async, (job.model_dump(mode="json"),))
+        # Poll the log, not the result backend: a thread per waiting result would cap the
+        # batch at the thread pool's size.
+        while not await delivered(key):  # noqa: ASYNC110 (the log is in another process)
+            await asyncio.sleep(0.002)
+
+    try:
+        deadline = time.monotonic() + 60
+        # The worker is up once it answers a ping.
+        while not await asyncio.to_thread(app.control.ping, timeout=0.5):
+            assert time.monotonic() < deadline, "the Celery worker did not start"
+        yield send
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        server.terminate()
+        server.wait(10)
+
+
+def peer_row(
+    name: str, found: tuple[list[float], float], offload: tuple[list[float], float]
+) -> Row:
+    ms, rate = found
+    own_ms, own_rate = offload
+    return Row(
+        name=f"  peer: {name}",
+        figure=f"p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 99):.0f}, {rate:.0f}/s",
+        baseline=f"Offload p50 {statistics.median(own_ms):.1f} ms, {own_rate:.0f}/s",
+        ratio=statistics.median(own_ms) / statistics.median(ms),
+        goal="(none)",
+        met=True,
+    )
+
+
+async def measure() -> list[Row]:
+    """Every side on one stack, one after the other."""
+    with tempfile.TemporaryDirectory(prefix="offload-bench-peers-") as root:
+        async with running_stack(Path(root)) as stack:
+            run = uuid.uuid4().hex[:8]
+            settings = stack.settings(f"bench-{run}-")
+            pool = await create_pool(settings, max_size=10)
+            try:
+                async with offload_side(stack, settings) as send:
+                    offload = await figures(send, f"{run}-offload")
+                async with dbos_side(stack, settings, pool) as send:
+                    dbos = await figures(send, f"{run}-dbos")
+                async with procrastinate_side(stack, settings, pool) as send:
+                    procrastinate = await figures(send, f"{run}-procrastinate")
+                celery = None
+                if shutil.which("redis-server"):
+                    async with celery_side(stack, settings, pool) as send:
+                        celery = await figures(send, f"{run}-celery")
+                delivered = stack.sink.count()
+            finally:
+                await pool.close()
+    load = load_note()
+    own_p50, dbos_p50 = statistics.median(offload[0]), statistics.median(dbos[0])
+    goal, met = at_most(own_p50 / dbos_p50, 2)
+    sides = 3 + (celery is not None)
+    rows = [
+        Row(
+            name="email p50 vs DBOS (same emails, sink, PostgreSQL)",
+            figure=f"{own_p50:.1f} ms (p99 {percentile(offload[0], 99):.0f}), {offload[1]:.0f}/s",
+            baseline=f"{dbos_p50:.1f} ms (p99 {percentile(dbos[0], 99):.0f}), "
+            f"{dbos[1]:.0f}/s DBOS 1-step workflow",
+            ratio=own_p50 / dbos_p50,
+            goal=goal,
+            met=met,
+            note=f"{SAMPLES} one at a time and a batch of {BATCH} per side, the sides one "
+            f"after another; {delivered}/{sides * (WARMUP + SAMPLES + BATCH)} messages "
+            f"reached the sink; ratio = Offload / peer; {load}",
+        ),
+        peer_row("procrastinate task (own worker, same PostgreSQL)", procrastinate, offload),
+    ]
+    if celery is not None:
+        rows.append(peer_row("Celery task, Redis broker (2 prefork children)", celery, offload))
+    else:
+        rows.append(
+            Row(
+                name="  peer: Celery task, Redis broker",
+                figure="skipped",
+                baseline="-",
+                ratio=float("nan"),
+                goal="(none)",
+                met=True,
+                note="no redis-server on the PATH",
+            )
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    print_and_exit(measure)
