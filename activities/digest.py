@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,18 +13,61 @@ import jinja2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email import EmailActivities, classify_smtp_error
+from activities.email import EmailActivities, classify_smtp_error, permanent
 from offload import mail
 from offload.db import QUERIES, Pool
-from offload.models import AgentList, DigestBatch, DigestBatchResult, DigestPlan
+from offload.models import (
+    AgentList,
+    DigestBatch,
+    DigestBatchProgress,
+    DigestBatchResult,
+    DigestPlan,
+    RecipientFailure,
+)
 from offload.settings import Settings
 
 log = logging.getLogger(__name__)
 
 TEMPLATE = "daily-digest"
+# "Service not available, closing transmission channel": the connection is done for.
+CLOSING = 421
 # Sent digests are logged (and the heartbeat moves) this many at a time: a crash re-sends at
 # most this many, each with the same Message-ID as before.
 LOG_EVERY = 50
+
+
+def about_recipient(err: Exception) -> bool:
+    """Whether the server answered about this message (the connection is still good).
+
+    A refused recipient or a refused message leaves the SMTP conversation usable for the
+    next one; a lost connection or a 421 (the server closing it) does not.
+    """
+    if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
+        return all(refusal.code != CLOSING for refusal in err.recipients)
+    return isinstance(err, aiosmtplib.SMTPResponseException) and err.code != CLOSING
+
+
+def recipient_failure(agent_id: int, failure: Exception) -> RecipientFailure:
+    if isinstance(failure, ApplicationError):
+        return RecipientFailure(
+            agent_id=agent_id,
+            error_type=failure.type or "ApplicationError",
+            message=failure.message,
+            retryable=False,
+        )
+    return RecipientFailure(
+        agent_id=agent_id, error_type=type(failure).__name__, message=str(failure), retryable=True
+    )
+
+
+def read_progress(details: Sequence[Any]) -> DigestBatchProgress:
+    """The last heartbeat of an earlier attempt; older releases sent `[index, sent, refused]`."""
+    if not details:
+        return DigestBatchProgress()
+    if isinstance(details[0], list):
+        index, sent, refused = (int(v) for v in details[0])
+        return DigestBatchProgress(after_index=index, sent=sent, refused=refused)
+    return DigestBatchProgress.model_validate(details[0])
 
 
 def digest_key(plan: DigestPlan, agent_id: int) -> str:
@@ -42,7 +86,7 @@ class DigestActivities:
     @activity.defn
     async def plan_digest(self, plan: DigestPlan) -> AgentList:
         """The subscribed agents that have not had the day's digest yet."""
-        rows = await self.pool.fetch(QUERIES.digest_recipients, plan.day)
+        rows = await self.pool.fetch(QUERIES.digest_recipients, plan.day, plan.only_agent_ids)
         return AgentList(agent_ids=[r["id"] for r in rows])
 
     def build(
@@ -64,13 +108,18 @@ class DigestActivities:
         """Send the day's digest to each agent of the batch over one SMTP connection.
 
         An agent already in `digest_log` for the day is skipped, so a retried or repeated
-        run sends nobody a second digest. The heartbeat carries the index of the last
-        recipient sent and logged; a retry resumes after it.
+        run sends nobody a second digest. A recipient the server defers (4xx) or refuses
+        (5xx) is returned in `failures` and the batch goes on with the next one, so one
+        full mailbox holds back nobody; with `batch.raise_failures` (a retry of that one
+        recipient) the failure raises instead. A lost connection raises: the heartbeat
+        carries the index of the last recipient sent and logged, and a retry resumes after it.
         """
         plan = batch.plan
-        details = activity.info().heartbeat_details
-        resume_after, sent, refused = (int(v) for v in details[0]) if details else (-1, 0, 0)
-        result = DigestBatchResult(sent=sent, refused=refused)
+        progress = read_progress(activity.info().heartbeat_details)
+        result = DigestBatchResult(
+            sent=progress.sent, refused=progress.refused, failures=progress.failures
+        )
+        resume_after = progress.after_index
         todo = batch.agent_ids[resume_after + 1 :]
         agents = {r["id"]: r for r in await self.pool.fetch(QUERIES.digest_agents, todo, plan.day)}
         default_since = plan.until - timedelta(days=1)
@@ -110,7 +159,14 @@ class DigestActivities:
                     [p[5] for p in pending],
                 )
                 pending.clear()
-            activity.heartbeat((index, result.sent, result.refused))
+            activity.heartbeat(
+                DigestBatchProgress(
+                    after_index=index,
+                    sent=result.sent,
+                    refused=result.refused,
+                    failures=result.failures,
+                )
+            )
 
         async with self.email.smtp_client() as smtp:
             for offset, agent_id in enumerate(todo):
@@ -125,8 +181,12 @@ class DigestActivities:
                 sent_at = datetime.now(UTC)
                 try:
                     key, composed = self.build(plan, agent, leads[agent_id], sent_at)
-                except mail.InvalidAddressError:
+                except mail.InvalidAddressError as err:
+                    refusal = permanent("InvalidAddress", str(err))
+                    if batch.raise_failures:
+                        raise refusal from None
                     result.refused += 1
+                    result.failures.append(recipient_failure(agent_id, refusal))
                     continue
                 except jinja2.TemplateError as err:
                     raise ApplicationError(
@@ -136,11 +196,14 @@ class DigestActivities:
                     await smtp.send_message(composed.message)
                 except (aiosmtplib.SMTPException, OSError) as err:
                     failure = classify_smtp_error(err)
-                    if not isinstance(failure, ApplicationError):
+                    if batch.raise_failures or not about_recipient(err):
                         await record(index - 1)
                         raise failure from err
-                    # One refused address must not hold back the rest of the batch.
-                    result.refused += 1
+                    # One deferred or refused address must not hold back the rest of the
+                    # batch: the workflow retries or dead-letters that recipient alone.
+                    if isinstance(failure, ApplicationError):
+                        result.refused += 1
+                    result.failures.append(recipient_failure(agent_id, failure))
                     continue
                 result.sent += 1
                 pending.append(

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import json
 import logging
 import math
 import os
-from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 from temporalio import activity
@@ -34,10 +31,6 @@ log = logging.getLogger(__name__)
 
 CSV_HEADER = ("day", "property", "new_leads", "average_score", "top_source")
 TOTAL = "total"
-CENT = Decimal("0.01")
-
-# (day, property, source) -> [leads, score_sum]
-Cells = dict[tuple[str, str, str], list[int]]
 
 
 def day_start(day: date) -> datetime:
@@ -52,54 +45,10 @@ def split_window(start: datetime, end: datetime, parts: int) -> list[ReportChunk
     return [ReportChunk(index=i, start=bounds[i], end=bounds[i + 1]) for i in range(parts)]
 
 
-def average(score_sum: int, leads: int) -> Decimal:
-    """The average score with two places, rounded half up (as PostgreSQL's `round`)."""
-    return (Decimal(score_sum) / Decimal(leads)).quantize(CENT, rounding=ROUND_HALF_UP)
+Line = tuple[str, str, int, str, str]
 
 
-def top(counts: dict[str, int]) -> str:
-    """The source with the most leads; ties go to the first in alphabetical order."""
-    return min(counts, key=lambda source: (-counts[source], source))
-
-
-def add_cells(into: Cells, cells: Iterable[tuple[str, str, str, int, int] | list[object]]) -> None:
-    for day, prop, source, leads, score_sum in cells:
-        cell = into.setdefault((str(day), str(prop), str(source)), [0, 0])
-        cell[0] += int(leads)  # type: ignore[call-overload]
-        cell[1] += int(score_sum)  # type: ignore[call-overload]
-
-
-def report_lines(cells: Cells) -> tuple[list[tuple[str, str, int, str, str]], ReportResult]:
-    """The CSV lines (per day and property, then the total) and the totals of `cells`."""
-    by_day_property: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(dict)
-    sources: dict[str, int] = defaultdict(int)
-    total_leads = total_score = 0
-    for (day, prop, source), (leads, score_sum) in cells.items():
-        by_day_property[(day, prop)][source] = [leads, score_sum]
-        sources[source] += leads
-        total_leads += leads
-        total_score += score_sum
-    lines = []
-    for (day, prop), per_source in sorted(by_day_property.items()):
-        leads = sum(v[0] for v in per_source.values())
-        score_sum = sum(v[1] for v in per_source.values())
-        best = top({s: v[0] for s, v in per_source.items()})
-        lines.append((day, prop, leads, str(average(score_sum, leads)), best))
-    result = ReportResult(
-        report_id="",
-        file="",
-        total_leads=total_leads,
-        average_score=str(average(total_score, total_leads)) if total_leads else "0.00",
-        top_source=top(sources) if sources else "",
-        days=len({day for day, _ in by_day_property}),
-        lines=len(lines),
-    )
-    return lines, result
-
-
-def write_csv(
-    path: Path, lines: list[tuple[str, str, int, str, str]], totals: ReportResult
-) -> None:
+def write_csv(path: Path, lines: list[Line], totals: ReportResult) -> None:
     """Write the report file whole or not at all: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".csv.partial")
@@ -159,53 +108,42 @@ class ReportActivities:
 
     @activity.defn
     async def aggregate_report_chunk(self, task: ReportChunkInput) -> ReportChunkResult:
-        """Aggregate one chunk with keyset pagination, heartbeating the cursor after every page.
+        """Aggregate one chunk with keyset pagination, storing each page's cells as it goes.
 
-        A retried attempt starts from the last heartbeat's cursor and cells, so a worker
-        killed mid-chunk re-reads at most the pages after its last recorded heartbeat (one,
-        when pages take longer than OFFLOAD_REPORT_HEARTBEAT_THROTTLE_SECONDS).
+        Each page's cells and the cursor after it are written to PostgreSQL in one
+        transaction (`report_chunk_progress`, `report_cells`); the heartbeat carries the
+        cursor and counters only, so it stays small however many distinct cells the chunk
+        has. A retried attempt resumes from the stored cursor: a worker killed mid-chunk
+        re-reads at most the page it was reading, and no page is counted twice.
         """
         info = activity.info()
         chunk = task.chunk
         where = f"report {task.report_id} chunk {chunk.index}"
-        if info.heartbeat_details:
-            cursor = ReportCursor.model_validate(info.heartbeat_details[0])
+        stored = await self.pool.fetchrow(
+            QUERIES.begin_report_chunk, task.report_id, chunk.index, chunk.start
+        )
+        assert stored is not None
+        cursor = ReportCursor(
+            after_created_at=stored["after_created_at"],
+            after_id=stored["after_id"],
+            rows=stored["rows_read"],
+            pages=stored["pages"],
+        )
+        if cursor.pages:
             log.info("%s resumes after row %d (attempt %d)", where, cursor.rows, info.attempt)
         else:
-            cursor = ReportCursor(after_created_at=chunk.start)
             log.info("%s starts (attempt %d)", where, info.attempt)
         resumed_from = cursor.rows
-        cells: Cells = {}
-        add_cells(cells, cursor.cells)
         page_size = self.settings.report_page_size
         while True:
-            page = await self.pool.fetch(
-                QUERIES.report_page,
-                task.user_id,
-                cursor.after_created_at,
-                cursor.after_id,
-                chunk.end,
-                page_size,
-            )
-            if not page:
+            moved = await self.aggregate_page(task, page_size)
+            if moved is None:
                 break
-            add_cells(
-                cells,
-                (
-                    (r["day"].isoformat(), r["property"], r["source"], r["leads"], r["score_sum"])
-                    for r in page
-                ),
-            )
-            cursor = ReportCursor(
-                after_created_at=page[0]["last_created_at"],
-                after_id=page[0]["last_id"],
-                rows=cursor.rows + page[0]["page_rows"],
-                pages=cursor.pages + 1,
-                cells=[(*key, *value) for key, value in cells.items()],
-            )
+            page_rows = moved.rows - cursor.rows
+            cursor = moved
             log.debug("%s read rows up to %d", where, cursor.rows)
             activity.heartbeat(cursor)
-            if page[0]["page_rows"] < page_size:
+            if page_rows < page_size:
                 break
             if self.settings.report_page_pause_seconds:
                 await asyncio.sleep(self.settings.report_page_pause_seconds)
@@ -217,7 +155,8 @@ class ReportActivities:
             chunk.end,
             cursor.rows,
             cursor.pages,
-            json.dumps([[*key, *value] for key, value in cells.items()]),
+            # The cells are in `report_cells`; this column holds those of older chunks only.
+            "[]",
             info.attempt,
             resumed_from,
         )
@@ -230,6 +169,45 @@ class ReportActivities:
             resumed_from_rows=resumed_from,
         )
 
+    async def aggregate_page(self, task: ReportChunkInput, size: int) -> ReportCursor | None:
+        """Add the next page's cells to the chunk's and move its cursor, in one transaction.
+
+        The page starts at the stored cursor, read under its row lock: two attempts of one
+        chunk (a retry while a lost worker still runs) take turns, and neither counts a
+        page twice. None when the chunk has no rows left.
+        """
+        chunk = task.chunk
+        async with self.pool.acquire() as conn, conn.transaction():
+            at = await conn.fetchrow(QUERIES.lock_report_chunk, task.report_id, chunk.index)
+            assert at is not None
+            last = await conn.fetchrow(
+                QUERIES.aggregate_report_page,
+                task.report_id,
+                chunk.index,
+                task.user_id,
+                at["after_created_at"],
+                at["after_id"],
+                chunk.end,
+                size,
+            )
+            if last is None:
+                return None
+            moved = await conn.fetchrow(
+                QUERIES.advance_report_chunk,
+                task.report_id,
+                chunk.index,
+                last["last_created_at"],
+                last["last_id"],
+                last["page_rows"],
+            )
+        assert moved is not None
+        return ReportCursor(
+            after_created_at=moved["after_created_at"],
+            after_id=moved["after_id"],
+            rows=moved["rows_read"],
+            pages=moved["pages"],
+        )
+
     @activity.defn
     async def finalize_report(self, task: ReportFinalizeInput) -> ReportResult:
         """Merge the stored chunks into the CSV file and the `reports` row.
@@ -237,18 +215,29 @@ class ReportActivities:
         Raises:
             ApplicationError: `MissingChunks` (non-retryable) when a chunk was never stored.
         """
-        stored = await self.pool.fetch(QUERIES.report_chunk_cells, task.report_id)
-        if len(stored) != task.chunks:
+        stored = await self.pool.fetchval(QUERIES.count_report_chunks, task.report_id)
+        if stored != task.chunks:
             raise ApplicationError(
-                f"report {task.report_id}: {len(stored)} of {task.chunks} chunks stored",
+                f"report {task.report_id}: {stored} of {task.chunks} chunks stored",
                 type="MissingChunks",
                 non_retryable=True,
             )
-        cells: Cells = {}
-        for row in stored:
-            add_cells(cells, json.loads(row["cells"]))
-        lines, totals = report_lines(cells)
+        rows = await self.pool.fetch(QUERIES.report_lines, task.report_id)
+        *lines, total = [
+            (r["day"], r["property"], r["leads"], str(r["average_score"]), r["top_source"])
+            for r in rows
+        ]
         path = self.report_file(task.report_id)
+        totals = ReportResult(
+            report_id=task.report_id,
+            file=str(path),
+            chunks=task.chunks,
+            total_leads=total[2],
+            average_score=total[3],
+            top_source=total[4],
+            days=len({line[0] for line in lines}),
+            lines=len(lines),
+        )
         await asyncio.to_thread(write_csv, path, lines, totals)
         await self.pool.execute(
             QUERIES.finish_report,
@@ -259,6 +248,4 @@ class ReportActivities:
             str(path),
         )
         log.info("report %s: %d lines written", task.report_id, len(lines))
-        return totals.model_copy(
-            update={"report_id": task.report_id, "file": str(path), "chunks": task.chunks}
-        )
+        return totals

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
-from offload.jobs.errors import JobInputError
+from offload.jobs.errors import ConflictError, JobInputError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,8 @@ async def _api_error(request: Request, exc: Exception) -> ProblemResponse:
 async def _job_input_error(request: Request, exc: Exception) -> ProblemResponse:
     # The client layer's refusals read the same here as in the CLI: its message, its field.
     assert isinstance(exc, JobInputError)
-    return error_response(422, [FieldError(field=exc.field, message=str(exc))])
+    status = 409 if isinstance(exc, ConflictError) else 422
+    return error_response(status, [FieldError(field=exc.field, message=str(exc))])
 
 
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:

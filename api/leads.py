@@ -16,6 +16,7 @@ from api.context import ApiContext, ContextParam, LeadTask
 from api.errors import BODY_ERRORS, DATABASE_DOWN, RETRY_AFTER, ApiError, problem
 from api.rate_limits import ClientLimit, RateLimits, rate_limits_of
 from offload import mail
+from offload.assignment import UnknownAgentError, assign_agent
 from offload.db import QUERIES, Pool
 from offload.jobs import outbox
 from offload.models import (
@@ -53,6 +54,12 @@ class LeadIn(BaseModel):
     phone: str = Field("", max_length=40, examples=["+44 20 7946 0000"])
     property: str = Field("", max_length=300, examples=["12 Harbour View, Flat 3"])
     source: str = Field("website", min_length=1, max_length=50, examples=["website"])
+    agent_id: int | None = Field(
+        None,
+        ge=1,
+        le=2**63 - 1,
+        description="the agent the lead is for; unset, the next agent in turn (docs/api.md)",
+    )
 
     @field_validator("name", "email", "phone", "property", "source")
     @classmethod
@@ -186,7 +193,8 @@ async def create_lead(
 ) -> Any:
     started = time.perf_counter()
     pool = context.pool
-    request_hash = content_key(ROUTE, lead.model_dump())
+    # exclude_none: a lead naming no agent hashes as it did before `agent_id` existed.
+    request_hash = content_key(ROUTE, lead.model_dump(exclude_none=True))
     if idempotency_key is not None:
         answered = await _stored_answer(pool, idempotency_key, request_hash)
         if answered is not None:
@@ -231,8 +239,18 @@ async def _save(
     Past the recipient's limit, the lead is saved with no job (None).
     """
     async with context.pool.acquire() as conn, conn.transaction():
+        try:
+            agent_id = await assign_agent(conn, lead.agent_id)
+        except UnknownAgentError as err:
+            raise ApiError(422, str(err), field="agent_id") from None
         lead_id: int = await conn.fetchval(
-            QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source
+            QUERIES.insert_lead,
+            lead.name,
+            lead.email,
+            lead.phone,
+            lead.property,
+            lead.source,
+            agent_id,
         )
         job: EmailJob | None = None
         if await limits.may_email(conn, lead.email):

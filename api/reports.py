@@ -118,15 +118,18 @@ class ReportStatus(BaseModel):
         },
         **BODY_ERRORS,
         422: problem(
-            "invalid fields, each named; `end` before `start` or past OFFLOAD_REPORT_MAX_DAYS "
-            "after it; no agent with `user_id`; `at` in the past or beside `delay_seconds`"
+            "invalid fields, each named; `end` before `start`, after 9999-12-30 or past "
+            "OFFLOAD_REPORT_MAX_DAYS after it; no agent with `user_id`; `at` in the past or "
+            "beside `delay_seconds`"
         ),
+        409: problem("`report_id` is a report with other parameters, which the message names"),
     },
 )
 async def create_report(body: ReportRequest, context: ContextParam) -> Any:
     """Start the report job and answer at once; `Location` is where its status is.
 
-    The same `report_id` twice is one report: the second answer points at the first.
+    The same `report_id` twice is one report: the second answer points at the first. The
+    same id with other parameters is a 409 that names the existing report's.
     """
     settings = context.settings
     if body.delay_seconds is not None and body.at is not None:

@@ -26,7 +26,7 @@ BARE = "/bench/bare-lead"
 async def create_bare_lead(lead: LeadIn, context: ContextParam) -> Any:
     """The benchmark's baseline: the same validation and one INSERT, nothing else."""
     lead_id: int = await context.pool.fetchval(
-        QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source
+        QUERIES.insert_lead, lead.name, lead.email, lead.phone, lead.property, lead.source, None
     )
     return JSONResponse(LeadCreated(id=lead_id).model_dump(), status_code=201)
 

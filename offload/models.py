@@ -108,10 +108,11 @@ class ReportChunkInput(BaseModel):
 
 
 class ReportCursor(BaseModel):
-    """A chunk's heartbeat: where its last page ended, and what it has aggregated so far.
+    """A chunk's heartbeat: where its last page ended, and its counters; nothing more.
 
-    `cells` are `[day, property, source, leads, score_sum]`; a resumed attempt starts from
-    them and the cursor, so no page before the cursor is read again.
+    The chunk's partial result is in PostgreSQL (`report_cells`), so this stays a few
+    dozen bytes however many distinct cells the chunk has. `cells` is what heartbeats of
+    older releases carried; it is read by nobody and stays empty.
     """
 
     after_created_at: datetime
@@ -173,6 +174,10 @@ class ReportProgress(BaseModel):
     started_at: datetime | None = None
     eta: datetime | None = None
     result: ReportResult | None = None
+
+
+# The last day a report can cover: its window ends at the next midnight, which must exist.
+LAST_REPORT_DAY = date(9999, 12, 30)
 
 
 class ReportTuning(BaseModel):
@@ -421,6 +426,8 @@ class ScheduledRun(BaseModel):
 
     scheduled_time: datetime | None = None
     time_zone: str = "UTC"
+    # send-digest-emails: only these agents (a recipient's dead-lettered digest, redriven).
+    agent_ids: list[int] | None = None
     batch_size: int = Field(500, ge=1, le=100_000)
     parallel_batches: int = Field(1, ge=1, le=100)
     retry: RetryConfig = Field(default_factory=RetryConfig)
@@ -489,13 +496,39 @@ class DigestPlan(BaseModel):
 
     day: date
     until: datetime
+    # Only these agents, when set (a recipient's digest redriven from the dead-letter queue).
+    only_agent_ids: list[int] | None = None
 
 
 class DigestBatch(BaseModel):
-    """One batch of digest recipients, sent over one SMTP connection."""
+    """One batch of digest recipients, sent over one SMTP connection.
+
+    A first pass returns each recipient the server deferred or refused in
+    `DigestBatchResult.failures` and goes on with the next one; a retry of one recipient
+    (`raise_failures`) raises instead, so that activity's retry policy retries it alone.
+    """
 
     plan: DigestPlan
     agent_ids: list[int]
+    raise_failures: bool = False
+
+
+class RecipientFailure(BaseModel):
+    """One recipient's digest the server did not take: `retryable` for a 4xx, not for a 5xx."""
+
+    agent_id: int
+    error_type: str
+    message: str
+    retryable: bool
+
+
+class DigestBatchProgress(BaseModel):
+    """A digest batch's heartbeat: the index of the last recipient done, and what happened."""
+
+    after_index: int = -1
+    sent: int = 0
+    refused: int = 0
+    failures: list[RecipientFailure] = Field(default_factory=list)
 
 
 class DigestBatchResult(BaseModel):
@@ -503,6 +536,7 @@ class DigestBatchResult(BaseModel):
     already_sent: int = 0
     no_leads: int = 0  # nothing new since the last digest: nothing sent
     refused: int = 0  # the address or the server refused it for good
+    failures: list[RecipientFailure] = Field(default_factory=list)
 
 
 class DigestResult(BaseModel):
@@ -512,6 +546,8 @@ class DigestResult(BaseModel):
     already_sent: int = 0
     no_leads: int = 0
     refused: int = 0
+    # Recipients whose digest went to the dead-letter queue (refused, or deferred past retries).
+    dead_lettered: int = 0
 
 
 class KindPausedDetails(BaseModel):

@@ -9,11 +9,27 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime
+from typing import Any
 
 from offload.jobs.schedules import apply_schedules, list_schedules
 from offload.settings import Settings
 from offload.temporal import connect
 from starters.console import print_json
+
+
+def describe_behind(row: dict[str, Any]) -> str:
+    """The windows due and not done yet, and any the server gave up on, in words."""
+    due = row["running"] + row["buffered"]
+    words = f"{due} window{'s' if due != 1 else ''}" if due else "none"
+    if due:
+        words += f" ({row['running']} running, {row['buffered']} waiting)"
+    lost = row["missed"] + row["skipped"] + row["dropped"]
+    if lost:
+        words += (
+            f"; lost {lost} (missed the catch-up window {row['missed']}, skipped "
+            f"{row['skipped']}, buffer full {row['dropped']}): backfill them"
+        )
+    return words
 
 
 def _time(at: datetime) -> str:
@@ -44,6 +60,7 @@ async def list_command(args: argparse.Namespace, settings: Settings) -> int:
         state = "paused" if row["paused"] else "active"
         print(f"{row['id']}: {state}{' (' + row['note'] + ')' if row['note'] else ''}")
         print(f"  next  {', '.join(_time(t) for t in row['next_runs']) or '-'}")
+        print(f"  behind  {describe_behind(row)}")
         last = row["last"]
         if last is None:
             print("  last  never ran")
@@ -70,6 +87,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     apply.add_argument("--json", action="store_true", help="print JSON")
     apply.set_defaults(handler=apply_command)
-    listing = sub.add_parser("list", help="each schedule: paused or not, next runs, last result")
+    listing = sub.add_parser(
+        "list", help="each schedule: paused or not, next runs, windows behind, last result"
+    )
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=list_command)

@@ -2,7 +2,8 @@
 
 A workflow interceptor counts every job kind the same way, so no job kind writes metrics
 code: `offload_jobs_started_total`, `offload_jobs_succeeded_total` and
-`offload_jobs_dead_lettered_total` by `kind` (the workflow type), and the
+`offload_jobs_dead_lettered_total` (failures that reached the dead-letter queue) and
+`offload_jobs_failed_total` (failures that did not) by `kind` (the workflow type), and the
 `offload_job_enqueue_to_done_latency_seconds` histogram, from the start request to the end.
 `workflow.metric_meter()` records nothing while a workflow replays, so a job that moves to
 another worker is not counted twice.
@@ -23,9 +24,12 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from workflows.dead_letters import is_dead_letter
+
 STARTED = "offload_jobs_started"
 SUCCEEDED = "offload_jobs_succeeded"
 DEAD_LETTERED = "offload_jobs_dead_lettered"
+FAILED = "offload_jobs_failed"
 ENQUEUE_TO_DONE = "offload_job_enqueue_to_done_latency"
 
 
@@ -44,12 +48,16 @@ class _JobMetricsInbound(WorkflowInboundInterceptor):
             result = await super().execute_workflow(input)
         except (workflow.ContinueAsNewError, CancelledError, workflow.NondeterminismError):
             raise
-        except Exception:
-            # A job fails only once it is out of retries or failed permanently, and then it
-            # has dead-lettered itself (DESIGN.md, "A job's life").
-            meter.create_counter(DEAD_LETTERED, "jobs that failed into the dead-letter queue").add(
-                1
-            )
+        except Exception as err:
+            # The count agrees with the queue: a failure `run_job` dead-letters is counted
+            # dead-lettered; any other (a daily report naming the reports that failed, which
+            # are dead letters of their own) is counted failed.
+            if is_dead_letter(err):
+                meter.create_counter(
+                    DEAD_LETTERED, "jobs that failed into the dead-letter queue"
+                ).add(1)
+            else:
+                meter.create_counter(FAILED, "jobs that failed without a dead letter").add(1)
             self._record_latency(meter, info)
             raise
         meter.create_counter(SUCCEEDED, "jobs that completed").add(1)

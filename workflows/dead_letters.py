@@ -123,29 +123,68 @@ async def run_job(
             # An attempt that ended badly after the operator cancelled the job (it was
             # left to finish): the operator asked for Canceled, not for a dead letter.
             raise asyncio.CancelledError(f"cancelled: {workflow.cancellation_reason()}") from err
-        info = workflow.info()
-        error_type, message = _describe(cause)
-        entry = DeadLetterEntry(
-            kind=kind,
-            workflow_id=info.workflow_id,
-            run_id=info.run_id,
-            workflow_type=info.workflow_type,
-            task_queue=info.task_queue,
-            input=job.model_dump(mode="json"),
-            error_type=error_type,
-            error_message=message,
+        error_type, message = describe_failure(err)
+        await dead_letter(
+            kind,
+            job,
+            error_type,
+            message,
             attempts=attempts_before(),
             started_event_id=err.started_event_id if isinstance(err, ActivityError) else 0,
-            failed_at=workflow.now(),
-        )
-        await workflow.execute_activity_method(
-            DeadLetterActivities.record_dead_letter,
-            entry,
-            task_queue=queues.sibling(info.task_queue, queues.DEFAULT),
-            start_to_close_timeout=_DB_TIMEOUT,
-            retry_policy=_PERSISTENT,
         )
         raise
+
+
+def describe_failure(err: ActivityError | ChildWorkflowError) -> tuple[str, str]:
+    """The error type and message of what went wrong under an activity or child failure."""
+    return _describe(_final_cause(err))
+
+
+def is_dead_letter(err: BaseException) -> bool:
+    """Whether `run_job` dead-lettered a job that failed with `err` (what it catches)."""
+    return isinstance(err, ActivityError | ChildWorkflowError) and not isinstance(
+        _final_cause(err), CancelledError
+    )
+
+
+async def dead_letter(
+    kind: str,
+    job: BaseModel,
+    error_type: str,
+    message: str,
+    *,
+    suffix: str = "",
+    attempts: int = 0,
+    started_event_id: int = 0,
+) -> None:
+    """Record `job` of this workflow in the dead-letter queue; a redrive starts it again.
+
+    `run_job` calls it for a whole job; a job that fails for part of its work and goes on
+    with the rest (one recipient of a digest batch) calls it for that part, with `job` the
+    input that redoes only that part and `suffix` telling the entry apart
+    (`<workflow id><suffix>`, so each part is its own entry).
+    """
+    info = workflow.info()
+    entry = DeadLetterEntry(
+        kind=kind,
+        workflow_id=f"{info.workflow_id}{suffix}",
+        run_id=info.run_id,
+        workflow_type=info.workflow_type,
+        task_queue=info.task_queue,
+        input=job.model_dump(mode="json"),
+        error_type=error_type,
+        error_message=message,
+        attempts=attempts,
+        started_event_id=started_event_id,
+        failed_at=workflow.now(),
+    )
+    await workflow.execute_activity_method(
+        DeadLetterActivities.record_dead_letter,
+        entry,
+        task_queue=queues.sibling(info.task_queue, queues.DEFAULT),
+        start_to_close_timeout=_DB_TIMEOUT,
+        retry_policy=_PERSISTENT,
+    )
 
 
 def _reject(ids: list[str], refs: list[DeadLetterRef], action: str) -> None:

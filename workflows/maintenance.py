@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities.digest import DigestActivities
@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         LeadScoreResult,
         MarketRefresh,
         MarketRefreshResult,
+        RecipientFailure,
         ReportJob,
         ReportTuning,
         ScheduledRun,
@@ -37,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         SessionCleanupResult,
     )
     from offload.windows import SCHEDULED_START_TIME, previous_day, previous_hour
-    from workflows.dead_letters import run_job
+    from workflows.dead_letters import dead_letter, describe_failure, run_job
     from workflows.policies import retry_policy
 
 SCHEDULED_START = SearchAttributeKey.for_datetime(SCHEDULED_START_TIME)
@@ -45,6 +46,10 @@ SCHEDULED_START = SearchAttributeKey.for_datetime(SCHEDULED_START_TIME)
 REPORT_WORKFLOW = "GenerateReportWorkflow"
 # Reports started at once by one daily-report run; the reports queue bounds the work itself.
 REPORTS_AT_ONCE = 20
+# The dead-letter kind of one recipient's digest (a whole run's is `send-digest-emails`).
+DIGEST_KIND = "digest"
+# Digests retry and dead-letter each failed recipient alone (histories before it replay).
+DIGEST_PER_RECIPIENT = "digest-per-recipient"
 # A batch heartbeats after every few rows; a silent worker is given up on after this.
 HEARTBEAT = timedelta(seconds=60)
 
@@ -201,7 +206,7 @@ class SendDigestEmailsWorkflow:
 
     async def send(self, job: ScheduledRun) -> DigestResult:
         day, window = previous_day(scheduled_at(job), job.time_zone)
-        plan = DigestPlan(day=day, until=window.end)
+        plan = DigestPlan(day=day, until=window.end, only_agent_ids=job.agent_ids)
         recipients = await workflow.execute_activity_method(
             DigestActivities.plan_digest,
             plan,
@@ -213,18 +218,45 @@ class SendDigestEmailsWorkflow:
         batches = [ids[i : i + job.batch_size] for i in range(0, len(ids), job.batch_size)]
         slots = asyncio.Semaphore(job.parallel_batches)
 
-        async def send_batch(agent_ids: list[int]) -> DigestBatchResult:
+        async def send_batch(batch: DigestBatch) -> DigestBatchResult:
             async with slots:
                 return await workflow.execute_activity_method(
                     DigestActivities.send_digest_batch,
-                    DigestBatch(plan=plan, agent_ids=agent_ids),
+                    batch,
                     task_queue=queue(queues.EMAIL),
                     start_to_close_timeout=timedelta(minutes=30),
                     heartbeat_timeout=HEARTBEAT,
                     retry_policy=retry_policy(job.retry),
                 )
 
-        results = await asyncio.gather(*(send_batch(b) for b in batches))
+        async def retry_recipient(failure: RecipientFailure) -> DigestBatchResult | None:
+            """Retry a deferred recipient alone; dead-letter one that fails for good."""
+            error_type, message = failure.error_type, failure.message
+            if failure.retryable:
+                alone = DigestBatch(plan=plan, agent_ids=[failure.agent_id], raise_failures=True)
+                try:
+                    return await send_batch(alone)
+                except ActivityError as err:
+                    error_type, message = describe_failure(err)
+            # Redriven, this entry sends that agent's digest of the day, and nobody else's.
+            await dead_letter(
+                DIGEST_KIND,
+                job.model_copy(update={"agent_ids": [failure.agent_id]}),
+                error_type,
+                message,
+                suffix=f"-agent-{failure.agent_id}",
+            )
+            return None
+
+        results = await asyncio.gather(
+            *(send_batch(DigestBatch(plan=plan, agent_ids=b)) for b in batches)
+        )
+        failures = [f for r in results for f in r.failures]
+        dead_lettered = 0
+        if failures and workflow.patched(DIGEST_PER_RECIPIENT):
+            retried = await asyncio.gather(*(retry_recipient(f) for f in failures))
+            results.extend(r for r in retried if r is not None)
+            dead_lettered = sum(r is None for r in retried)
         return DigestResult(
             day=day,
             agents=len(ids),
@@ -232,4 +264,5 @@ class SendDigestEmailsWorkflow:
             already_sent=sum(r.already_sent for r in results),
             no_leads=sum(r.no_leads for r in results),
             refused=sum(r.refused for r in results),
+            dead_lettered=dead_lettered,
         )

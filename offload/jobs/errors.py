@@ -25,3 +25,7 @@ class NotFoundError(JobInputError):
 
 class RefusedError(JobInputError):
     """A valid request the current state refuses (an entry already redriven, for example)."""
+
+
+class ConflictError(JobInputError):
+    """The request names something that exists with other contents (a report id reused)."""

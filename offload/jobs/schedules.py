@@ -98,8 +98,12 @@ def desired_schedule(declared: Declared, settings: Settings) -> Schedule:
             priority=Priority(priority_key=kinds.named(declared.name).priority),
         ),
         spec=spec_for(declared, settings),
+        # BUFFER_ALL: a firing due while the last run still runs (no worker, a slow run, a
+        # catch-up after an outage) waits its turn instead of being skipped, so every window
+        # runs once, in order (docs/schedules.md, "Every window once").
         policy=SchedulePolicy(
-            overlap=ScheduleOverlapPolicy.SKIP, catchup_window=settings.schedule_catchup_window
+            overlap=ScheduleOverlapPolicy.BUFFER_ALL,
+            catchup_window=settings.schedule_catchup_window,
         ),
     )
 
@@ -199,7 +203,7 @@ async def last_result(client: Client, description: ScheduleDescription) -> dict[
 
 
 async def list_schedules(client: Client, settings: Settings) -> list[dict[str, Any]]:
-    """Each declared schedule as the server has it: paused, next runs, last result."""
+    """Each declared schedule as the server has it: paused, next runs, behind, last result."""
     found = []
     for declared in DECLARED:
         sid = schedule_id(settings, declared.name)
@@ -211,6 +215,8 @@ async def list_schedules(client: Client, settings: Settings) -> list[dict[str, A
             found.append({"id": sid, "exists": False})
             continue
         state = description.schedule.state
+        # The SDK's ScheduleInfo has no buffer size: the raw description has it.
+        raw = description.raw_description.info
         found.append(
             {
                 "id": sid,
@@ -219,6 +225,11 @@ async def list_schedules(client: Client, settings: Settings) -> list[dict[str, A
                 "paused": state.paused,
                 "note": state.note or "",
                 "next_runs": description.info.next_action_times[:3],
+                "running": len(description.info.running_actions),
+                "buffered": raw.buffer_size,
+                "missed": description.info.num_actions_missed_catchup_window,
+                "skipped": description.info.num_actions_skipped_overlap,
+                "dropped": raw.buffer_dropped,
                 "last": await last_result(client, description),
             }
         )

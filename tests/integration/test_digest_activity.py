@@ -13,7 +13,7 @@ from activities.digest import DigestActivities
 from activities.email import SmtpTransientError
 from offload.db import Pool
 from offload.dev.stack import SmtpSink
-from offload.models import DigestBatch, DigestBatchResult, DigestPlan
+from offload.models import DigestBatch, DigestBatchProgress, DigestBatchResult, DigestPlan
 from offload.settings import Settings
 
 DAY = date(2026, 11, 27)
@@ -39,32 +39,41 @@ async def agents_with_leads(pool: Pool, count: int) -> list[int]:
 
 
 async def run_batch(
-    activities: DigestActivities, ids: list[int], heartbeats: list[Any], resume: Any = None
+    activities: DigestActivities,
+    ids: list[int],
+    heartbeats: list[Any],
+    resume: Any = None,
+    *,
+    raise_failures: bool = False,
 ) -> DigestBatchResult:
     env = ActivityEnvironment()
     if resume is not None:
         env.info = dataclasses.replace(env.info, heartbeat_details=[resume])
     env.on_heartbeat = lambda *details: heartbeats.append(details[0])
     result: DigestBatchResult = await env.run(
-        activities.send_digest_batch, DigestBatch(plan=PLAN, agent_ids=ids)
+        activities.send_digest_batch,
+        DigestBatch(plan=PLAN, agent_ids=ids, raise_failures=raise_failures),
     )
     return result
 
 
-async def test_a_batch_resumes_after_the_last_recipient_sent(
+async def test_a_batch_whose_connection_is_lost_resumes_after_the_last_recipient_sent(
     settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     ids = await agents_with_leads(pool, 6)
     activities = DigestActivities(settings, pool)
-    smtp_sink.rules.set("agent4@example.com", "451 4.3.0 Try again later")
+    # 421: the server closes the conversation, so the batch cannot go on over it.
+    smtp_sink.rules.set("agent4@example.com", "421 4.3.2 Service shutting down")
     heartbeats: list[Any] = []
     with pytest.raises(SmtpTransientError):
         await run_batch(activities, ids, heartbeats)
-    assert heartbeats[-1] == (3, 4, 0)  # index 3 was the last sent and logged
+    # Index 3 was the last sent and logged.
+    assert heartbeats[-1] == DigestBatchProgress(after_index=3, sent=4)
     assert len(smtp_sink.messages()) == 4
 
     smtp_sink.rules.set("agent4@example.com", None)
-    result = await run_batch(activities, ids, heartbeats, resume=list(heartbeats[-1]))
+    # As an attempt of an older release heartbeated it: [index, sent, refused].
+    result = await run_batch(activities, ids, heartbeats, resume=[3, 4, 0])
     assert result.sent == 6
     messages = smtp_sink.messages()
     assert sorted(m["To"] for m in messages) == [f"agent{i}@example.com" for i in range(6)]
@@ -78,14 +87,25 @@ async def test_a_batch_resumes_after_the_last_recipient_sent(
     assert len(smtp_sink.messages()) == 6
 
 
-async def test_a_refused_address_does_not_hold_back_the_batch(
+async def test_a_refused_or_deferred_address_does_not_hold_back_the_batch(
     settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
-    ids = await agents_with_leads(pool, 3)
+    ids = await agents_with_leads(pool, 4)
     smtp_sink.rules.set("agent1@example.com", "550 5.1.1 No such user")
-    result = await run_batch(DigestActivities(settings, pool), ids, [])
+    smtp_sink.rules.set("agent2@example.com", "452 4.2.2 Mailbox full")
+    activities = DigestActivities(settings, pool)
+    result = await run_batch(activities, ids, [])
     assert (result.sent, result.refused) == (2, 1)
+    assert [(f.agent_id, f.error_type, f.retryable) for f in result.failures] == [
+        (ids[1], "SmtpPermanentError", False),
+        (ids[2], "SmtpTransientError", True),
+    ]
+    assert "452 4.2.2 Mailbox full" in result.failures[1].message
     assert len(smtp_sink.messages()) == 2
+
+    # Retried alone, the deferred recipient's failure raises, for its activity's retries.
+    with pytest.raises(SmtpTransientError):
+        await run_batch(activities, [ids[2]], [], raise_failures=True)
 
 
 async def test_the_next_digest_starts_where_the_last_one_ended(

@@ -16,6 +16,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from activities.reports import day_start
 from offload.db import Pool
 from offload.dev.stack import SmtpSink
 from offload.jobs.reports import enqueue_report, new_report_job
@@ -157,6 +158,7 @@ async def test_a_worker_killed_mid_chunk_resumes_from_its_last_heartbeat(
         (["--start", "2024-01-01", "--end", "2026-01-01"], "--end: the range spans 732 days"),
         (["--start", "2026-13-01", "--end", "2026-12-31"], "--start: '2026-13-01' is not a date"),
         (["--start", "2026-01-01", "--end", "2026-01-31", "--user-id", "9"], "--user-id: no agent"),
+        (["--start", "9999-12-31", "--end", "9999-12-31"], "--end: 9999-12-31 is after 9999-12-30"),
     ],
 )
 async def test_report_refuses_bad_input_and_starts_nothing(
@@ -171,6 +173,21 @@ async def test_report_refuses_bad_input_and_starts_nothing(
     assert message in done.stderr, done.stderr
     with pytest.raises(RPCError):
         await client.get_workflow_handle(f"report-{report_id}").describe()
+
+
+async def test_a_report_id_reused_with_other_parameters_exits_2_naming_the_existing_ones(
+    client: Client, settings: Settings, pool: Pool
+) -> None:
+    await seed_leads(pool, leads=10, agents=2)
+    report_id = f"reused-{uuid.uuid4().hex[:8]}"
+    args = ["report", "--report-id", report_id, "--start", "2026-01-01", "--end", "2026-01-31"]
+    first = await asyncio.to_thread(run_offload, settings, *args, "--user-id", "1")
+    assert first.returncode == 0, first.stderr
+    other = await asyncio.to_thread(run_offload, settings, *args, "--user-id", "2")
+    assert other.returncode == 2, other
+    assert "--report-id: report" in other.stderr, other.stderr
+    assert "user_id 1, start 2026-01-01, end 2026-01-31" in other.stderr, other.stderr
+    await client.get_workflow_handle(f"report-{report_id}").terminate("test over")
 
 
 async def test_report_cli_queued_twice_runs_once_and_status_shows_the_file(
@@ -213,3 +230,31 @@ async def test_db_seed_loads_agents_with_addresses_and_leads(
     assert [r["count"] for r in per_agent] == [500, 500, 500]
     bad = await asyncio.to_thread(run_offload, settings, "db", "seed", "--end", "2026-02-30")
     assert bad.returncode == 2 and "--end" in bad.stderr
+
+
+async def test_a_report_over_100_000_distinct_properties_finishes_and_equals_sql(
+    client: Client, settings: Settings, pool: Pool, worker: None
+) -> None:
+    # `property` is free text from POST /leads: every lead its own, all on one day, so one
+    # chunk holds 101,000 cells (once about 5 MB of heartbeat, over the server's 2 MiB).
+    await seed_leads(pool, leads=10, agents=1)
+    day = date(2026, 5, 4)
+    await pool.execute(
+        "INSERT INTO leads (agent_id, name, email, property, source, score, created_at,"
+        " updated_at) SELECT 1, 'Ada Lovelace', 'a@example.com', g || ' Harbour View, Flat '"
+        " || (g % 7), (ARRAY['website', 'referral', 'portal'])[1 + g % 3], g % 101, t, t"
+        " FROM generate_series(1, 101000) g,"
+        " LATERAL (SELECT $1::timestamptz + g * interval '700 milliseconds' AS t) at",
+        day_start(day),
+    )
+    await pool.execute("VACUUM ANALYZE leads")
+    job = job_for(settings, start=day, end=day)
+    handle = await enqueue_report(client, settings, pool, job)
+    result = await handle.result()
+
+    lines = read_csv(result.file)
+    expected = await sql_report(pool, 1, day, day)
+    assert len(expected) > 100_000
+    assert lines[1:-1] == expected
+    assert lines[-1] == await sql_totals(pool, 1, day, day)
+    assert result.total_leads >= 101_000

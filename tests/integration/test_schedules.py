@@ -15,6 +15,7 @@ import pytest
 from temporalio.client import (
     Client,
     ScheduleActionExecutionStartWorkflow,
+    ScheduleBackfill,
     ScheduleHandle,
     WorkflowExecutionStatus,
 )
@@ -22,6 +23,7 @@ from temporalio.client import (
 from offload import mail, queues
 from offload.db import Pool
 from offload.dev.stack import SampleFeedServer, SmtpSink, TemporalDevServer, find_binary
+from offload.jobs.dead_letters import list_dead_letters
 from offload.jobs.schedules import DECLARED, apply_schedules, list_schedules, schedule_id
 from offload.models import (
     DailyReportResult,
@@ -32,7 +34,7 @@ from offload.models import (
     SessionCleanupResult,
 )
 from offload.settings import Settings
-from tests.harness import run_offload
+from tests.harness import run_offload, running_worker
 from workflows.maintenance import SendDigestEmailsWorkflow
 
 T = TypeVar("T")
@@ -397,3 +399,95 @@ async def test_a_digest_batch_retried_after_a_deferral_sends_each_agent_once(
     assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(
         [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
     )
+
+
+async def test_workers_stopped_for_three_scheduled_hours_then_started_score_three_windows(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    applied: dict[str, ScheduleHandle],
+) -> None:
+    agent = await add_agent(pool, "Ada Lovelace")
+    hour = this_hour()
+    leads = [await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)]
+    handle = applied["sync-lead-scores"]
+    # No worker polls: the three hours come due under the schedule's own overlap policy (a
+    # backfill without one takes the schedule's, as the firings of those hours would have).
+    await handle.backfill(
+        ScheduleBackfill(
+            start_at=hour - timedelta(hours=3, seconds=30),
+            end_at=hour - timedelta(hours=1) + timedelta(seconds=30),
+        )
+    )
+
+    async def behind() -> dict[str, Any] | None:
+        [row] = [r for r in await list_schedules(client, settings) if r["id"] == handle.id]
+        return row if row["running"] + row["buffered"] == 3 else None
+
+    row = await eventually(behind)
+    assert (row["running"], row["buffered"]) == (1, 2)
+    shown = await asyncio.to_thread(run_offload, settings, "schedules", "list")
+    assert "behind  3 windows (1 running, 2 waiting)" in shown.stdout, shown.stdout
+
+    async with running_worker(client, settings, pool):
+        runs = await completed_runs(client, handle, 3, LeadScoreResult)
+    assert [r.window.end for r in runs] == [hour - timedelta(hours=h) for h in (3, 2, 1)]
+    assert [r.scored for r in runs] == [1, 1, 1]
+    logged = await pool.fetch("SELECT lead_id, window_end FROM lead_score_log ORDER BY window_end")
+    assert [(r["lead_id"], r["window_end"]) for r in logged] == [
+        (leads[h], hour - timedelta(hours=h)) for h in (3, 2, 1)
+    ]
+    [row] = [r for r in await list_schedules(client, settings) if r["id"] == handle.id]
+    assert (row["running"], row["buffered"], row["skipped"]) == (0, 0, 0)
+
+
+async def test_a_recipient_answering_452_holds_back_nobody_and_is_dead_lettered_alone(
+    client: Client,
+    settings: Settings,
+    pool: Pool,
+    smtp_sink: SmtpSink,
+    worker: None,
+) -> None:
+    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
+    agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
+    for agent in agents:
+        await add_lead(pool, agent, yesterday)
+    emails = [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
+    smtp_sink.rules.set(emails[1], "452 4.2.2 Mailbox full")
+    retry = settings.retry.model_copy(update={"maximum_attempts": 3})
+    job = ScheduledRun(batch_size=10, retry=retry, scheduled_time=datetime.now(UTC))
+    handle = await client.start_workflow(
+        SendDigestEmailsWorkflow.run,
+        job,
+        id=f"digest-{uuid.uuid4()}",
+        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+    )
+    result = await handle.result()
+
+    assert (result.agents, result.sent, result.dead_lettered) == (5, 4, 1)
+    assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(emails[:1] + emails[2:])
+    # The dead-letter workflow stores its entries in batches, soon after the signal.
+    [entry] = await eventually(lambda: list_dead_letters(pool))
+    assert entry["kind"] == "digest"
+    assert entry["workflow_id"] == f"{handle.id}-agent-{agents[1]}"
+    assert entry["error_type"] == "SmtpTransientError"
+    assert "452" in entry["error_message"]
+
+    # The mailbox has room again: redriven, that agent gets the day's digest, once.
+    smtp_sink.rules.set(emails[1], None)
+    done = await asyncio.to_thread(run_offload, settings, "dlq", "redrive", entry["id"])
+    assert done.returncode == 0, done.stderr
+
+    async def delivered() -> bool:
+        return len(smtp_sink.messages()) == 5
+
+    await eventually(delivered)
+    again = await client.execute_workflow(
+        SendDigestEmailsWorkflow.run,
+        job,
+        id=f"digest-{uuid.uuid4()}",
+        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+    )
+    assert again.sent == 0 and len(smtp_sink.messages()) == 5
+    days = await pool.fetch("SELECT agent_id FROM digest_log ORDER BY agent_id")
+    assert [r["agent_id"] for r in days] == agents

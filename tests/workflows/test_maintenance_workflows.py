@@ -8,7 +8,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 
+import pytest
 from temporalio import activity, workflow
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -21,6 +25,7 @@ from offload.models import (
     ReportJob,
     ScheduledRun,
 )
+from workers.metrics import JobMetricsInterceptor
 from workflows.maintenance import DailyReportWorkflow, SyncLeadScoresWorkflow
 
 
@@ -106,3 +111,60 @@ async def test_a_manual_sync_takes_its_window_from_its_input(
     [batch] = seen
     assert batch.batch_size == 7
     assert (batch.window.start.hour, batch.window.end.hour) == (9, 10)
+
+
+@workflow.defn(name="GenerateReportWorkflow")
+class FailingReportWorkflow:
+    """A report job that fails for agent 9 (it has dead-lettered itself, in the real one)."""
+
+    @workflow.run
+    async def run(self, job: ReportJob) -> ReportJob:
+        if job.user_id == 9:
+            raise ApplicationError("no such agent", type="UnknownUser", non_retryable=True)
+        return job
+
+
+async def test_a_failed_daily_report_is_counted_failed_not_dead_lettered(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    # The count must agree with the queue: the failed report is the dead letter (it
+    # dead-lettered itself); the daily run that names it reaches no queue, so it is failed.
+    metrics = MetricBuffer(1000)
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=metrics))
+    client = await Client.connect(
+        time_skipping_env.client.service_client.config.target_host,
+        runtime=runtime,
+        data_converter=time_skipping_env.client.data_converter,
+    )
+    workflow_queue = queues.named(queues.WORKFLOWS, task_queue_prefix)
+    # A day of its own: report ids are per day and agent, and the server is the session's.
+    job = ScheduledRun(scheduled_time=datetime(2025, 3, 2, tzinfo=UTC))
+    async with (
+        Worker(
+            client,
+            task_queue=workflow_queue,
+            workflows=[DailyReportWorkflow, FailingReportWorkflow],
+            interceptors=[JobMetricsInterceptor(["DailyReportWorkflow", "GenerateReportWorkflow"])],
+        ),
+        Worker(
+            client,
+            task_queue=queues.named(queues.DEFAULT, task_queue_prefix),
+            activities=[two_agents],
+        ),
+    ):
+        with pytest.raises(WorkflowFailureError) as failed:
+            await client.execute_workflow(
+                DailyReportWorkflow.run, job, id=str(uuid.uuid4()), task_queue=workflow_queue
+            )
+    assert isinstance(failed.value.cause, ApplicationError)
+    assert failed.value.cause.type == "DailyReportFailed"
+    counted = [
+        (u.metric.name, u.attributes.get("kind"))
+        for u in metrics.retrieve_updates()
+        if u.metric.name.startswith("offload_jobs_") and u.value
+    ]
+    assert ("offload_jobs_dead_lettered", "DailyReportWorkflow") not in counted
+    assert ("offload_jobs_failed", "DailyReportWorkflow") in counted
+    # The report jobs run under the same interceptor: the failing one is counted failed too,
+    # since this stub raises outside `run_job` (the real one dead-letters, and is counted so).
+    assert ("offload_jobs_dead_lettered", "GenerateReportWorkflow") not in counted

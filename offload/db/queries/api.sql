@@ -1,6 +1,6 @@
 -- name: insert_lead
-INSERT INTO leads (name, email, phone, property, source)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO leads (name, email, phone, property, source, agent_id)
+VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id;
 
 -- name: insert_outbox

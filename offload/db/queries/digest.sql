@@ -1,8 +1,9 @@
 -- name: digest_recipients
--- Subscribed agents without a digest for the day yet.
+-- Subscribed agents without a digest for the day yet (only those of $2 when it is set).
 SELECT a.id
 FROM agents a
 WHERE a.digest_subscribed
+  AND ($2::bigint[] IS NULL OR a.id = ANY($2::bigint[]))
   AND NOT EXISTS (SELECT 1 FROM digest_log d WHERE d.agent_id = a.id AND d.day = $1)
 ORDER BY a.id;
 
