@@ -13,6 +13,7 @@ the job fails; a cancelled job lets a send in progress finish rather than leave 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -57,15 +58,19 @@ class SendEmailWorkflow:
     async def send(self, job: EmailJob) -> EmailResult:
         if not workflow.patched(LOCAL_FIRST_ATTEMPT):
             return await self.send_on_queue(job, job.retry)
+        if workflow.cancellation_reason() is not None:
+            # Cancelled before its first attempt (a delayed job): nothing is sent.
+            raise asyncio.CancelledError("cancelled before it ran")
         self.local_attempts = 1
+        attempt = workflow.start_local_activity_method(
+            EmailActivities.try_send_email,
+            job,
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=RetryPolicy(maximum_attempts=1),
+            cancellation_type=self.cancellation,
+        )
         try:
-            sent = await workflow.execute_local_activity_method(
-                EmailActivities.try_send_email,
-                job,
-                start_to_close_timeout=SEND_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=1),
-                cancellation_type=self.cancellation,
-            )
+            sent = await self.unless_cancelled_on_the_wire(attempt)
         except (ActivityError, ApplicationError, TimeoutError) as err:
             cause = err.cause if isinstance(err, ActivityError) and err.cause else err
             if self.worth_queueing(job, cause):
@@ -89,6 +94,22 @@ class SendEmailWorkflow:
         # attempt made nothing.
         self.local_attempts = 0
         return await self.send_on_queue(job, job.retry)
+
+    async def unless_cancelled_on_the_wire(
+        self, attempt: workflow.ActivityHandle[EmailResult | None]
+    ) -> EmailResult | None:
+        """The local attempt's result. Cancelled meanwhile, the job lets the attempt end (a
+        local activity would be interrupted mid-send), then keeps what it sent or ends
+        Canceled; runs from before that wait cancelled the attempt (TRY_CANCEL)."""
+        if self.cancellation == ActivityCancellationType.TRY_CANCEL:
+            return await attempt
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            try:
+                return await attempt
+            except Exception as err:
+                raise asyncio.CancelledError("cancelled while sending") from err
 
     @staticmethod
     def worth_queueing(job: EmailJob, err: BaseException) -> bool:

@@ -334,6 +334,7 @@ class _SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        self.sink.data_begun += 1
         if self.sink.data_delay_seconds:
             await asyncio.sleep(self.sink.data_delay_seconds)
         raw = envelope.original_content or envelope.content
@@ -361,6 +362,8 @@ class SmtpSink:
         self.echo = echo
         # A slow server: seconds to wait before answering DATA (shutdown and timeout tests).
         self.data_delay_seconds = 0.0
+        # DATA commands begun: a test sees a message on the wire before it is accepted.
+        self.data_begun = 0
         self._controller: Controller | None = None
         self._lock = threading.Lock()
         self._count = 0

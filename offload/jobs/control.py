@@ -8,10 +8,12 @@ is Temporal's, except that a job waiting for its start delay is `scheduled`.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.history.v1 import MarkerRecordedEventAttributes
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -124,15 +126,33 @@ def _status(
     return status.name.lower()
 
 
+# The marker the SDK records for each local activity, its attempt in the JSON of "data".
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+def _local_attempts(marker: MarkerRecordedEventAttributes) -> int:
+    try:
+        data = json.loads(marker.details["data"].payloads[0].data)
+        return int(data.get("attempt", 1))
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return 1
+
+
 async def count_attempts(
     handle: WorkflowHandle[object, object], description: WorkflowExecutionDescription | None
 ) -> int:
-    """Attempts the job's activities have made: finished steps from history, running ones
-    from `description`. An attempt that stood down because its kind was paused is no attempt.
+    """Attempts the job's activities have made: finished steps from history (local
+    activities from their markers), running ones from `description`. An attempt that stood
+    down because its kind was paused is no attempt; a local first attempt that declined (a
+    rate-limited worker, a paused kind) counts as one.
     """
     made: dict[int, int] = {}
     async for event in handle.fetch_history_events():
-        if event.HasField("activity_task_started_event_attributes"):
+        if event.HasField("marker_recorded_event_attributes"):
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == LOCAL_ACTIVITY_MARKER:
+                made[event.event_id] = _local_attempts(marker)
+        elif event.HasField("activity_task_started_event_attributes"):
             started = event.activity_task_started_event_attributes
             made[started.scheduled_event_id] = started.attempt
         elif event.HasField("activity_task_failed_event_attributes"):
