@@ -57,6 +57,6 @@ async def test_a_lead_prints_spans_of_the_api_and_the_worker_in_one_trace(
     spans = printed_spans(log.read_text())
     [request] = [s for s in spans if s["name"] == "POST /leads" and s["parent_id"] is None]
     trace = {s["name"] for s in spans if s["context"]["trace_id"] == request["context"]["trace_id"]}
-    assert {"StartWorkflow:SendEmailWorkflow", "RunActivity:send_email", "smtp send"} <= trace
+    assert {"StartWorkflow:SendEmailWorkflow", "RunActivity:try_send_email", "smtp send"} <= trace
     assert request["resource"]["attributes"]["service.name"] == "offload-dev-test"
     assert "ada@example.com" not in log.read_text()
