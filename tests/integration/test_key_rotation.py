@@ -107,7 +107,10 @@ async def test_a_one_step_swap_fails_the_job_at_once_naming_the_key_and_loses_no
     new_id = key_id(parse_key(new))
     swapped, not_yet = keyed(settings, new, old), keyed(settings, old)
     swapped_client, old_client = await connect(swapped), await connect(not_yet)
-    async with running_worker(swapped_client, swapped, pool, ["workflows"]):
+    # The workflow worker holds the new key, so its local first attempt would decrypt the
+    # job: with an SMTP rate limit it makes none, and the send goes to the lagging worker.
+    queued = swapped.model_copy(update={"email_rate_limit_per_second": 1000.0})
+    async with running_worker(swapped_client, queued, pool, ["workflows"]):
         async with running_worker(old_client, not_yet, pool, ACTIVITY_KINDS):
             keys = key_stats(swapped, await queue_stats(swapped_client, swapped))
             assert keys is not None
