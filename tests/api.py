@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.server import serve
 from offload.dev.stack import SmtpSink
 from offload.net import free_port
+from offload.polling import wait_until
 from offload.settings import Settings
 
 T = TypeVar("T")
@@ -40,15 +41,16 @@ async def serving(app: FastAPI, settings: Settings) -> AsyncIterator[str]:
         await task
 
 
-async def eventually(check: Callable[[], Awaitable[T]], seconds: float = 60) -> T:
-    """The first truthy value of `check()`, polled until `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    while True:
+async def eventually(
+    check: Callable[[], Awaitable[T]], seconds: float = 60, what: str = "condition"
+) -> T:
+    """The first truthy value of `check()`, polled until `seconds` pass (TimeoutError then)."""
+
+    async def truthy() -> T | None:
         value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"condition not met within {seconds} s"
-        await asyncio.sleep(0.1)
+        return value if value else None
+
+    return await wait_until(truthy, within=seconds, what=what, interval=0.05)
 
 
 async def timed_post(

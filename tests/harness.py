@@ -99,3 +99,9 @@ async def running_dev(
     finally:
         dev.send_signal(signal.SIGTERM)
         await asyncio.to_thread(dev.wait, 30)
+
+
+def on_the_email_queue(settings: Settings) -> Settings:
+    """`settings` whose workflow worker makes no local first attempt: with an SMTP rate limit
+    (which only the email queue holds across workers) every send goes through the queue."""
+    return settings.model_copy(update={"email_rate_limit_per_second": 1000.0})

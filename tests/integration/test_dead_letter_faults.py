@@ -8,7 +8,6 @@ import asyncio
 import os
 import re
 import signal
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -37,18 +36,12 @@ from offload.models import (
     RedriveRequest,
 )
 from offload.settings import Settings
+from tests.api import eventually
 from tests.harness import offload_process, run_offload, running_worker
 from workflows.dead_letters import DeadLetterWorkflow
 
 REFUSED = "550 5.1.1 No such user"
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def email_job(settings: Settings, to: str = "ada@example.com") -> EmailJob:

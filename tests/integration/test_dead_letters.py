@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from offload.models import (
 from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
+from tests.api import eventually
 from tests.harness import run_offload, running_worker
 from workflows.dead_letters import DeadLetterWorkflow
 
@@ -42,14 +42,6 @@ def email_to(settings: Settings, to: str) -> EmailJob:
         idempotency_key=str(uuid.uuid4()),
         retry=settings.retry,
     )
-
-
-async def eventually(check: object, seconds: float = 60) -> None:
-    """Wait until the async `check()` is true."""
-    deadline = time.monotonic() + seconds
-    while not await check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def dead_count(pool: Pool) -> int:

@@ -27,7 +27,7 @@ from offload.models import EmailJob
 from offload.settings import Settings
 from offload.temporal import connect
 from tests.api import eventually
-from tests.harness import running_worker
+from tests.harness import on_the_email_queue, running_worker
 
 JOBS_PER_CROSSING = 3
 ACTIVITY_KINDS = ["email", "default", "reports"]
@@ -109,7 +109,7 @@ async def test_a_one_step_swap_fails_the_job_at_once_naming_the_key_and_loses_no
     swapped_client, old_client = await connect(swapped), await connect(not_yet)
     # The workflow worker holds the new key, so its local first attempt would decrypt the
     # job: with an SMTP rate limit it makes none, and the send goes to the lagging worker.
-    queued = swapped.model_copy(update={"email_rate_limit_per_second": 1000.0})
+    queued = on_the_email_queue(swapped)
     async with running_worker(swapped_client, queued, pool, ["workflows"]):
         async with running_worker(old_client, not_yet, pool, ACTIVITY_KINDS):
             keys = key_stats(swapped, await queue_stats(swapped_client, swapped))

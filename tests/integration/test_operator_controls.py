@@ -6,9 +6,7 @@ Real parts throughout: the Temporal dev server, PostgreSQL, the SMTP sink, Offlo
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +26,8 @@ from offload.jobs.start import StartOptions
 from offload.jobs.stats import collect_stats, render_table
 from offload.models import EmailJob
 from offload.settings import Settings
-from tests.harness import run_offload, running_worker
+from tests.api import eventually
+from tests.harness import on_the_email_queue, run_offload, running_worker
 from workers.main import activities_by_queue
 
 STARTED = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
@@ -42,13 +41,6 @@ def email(settings: Settings, to: str = "ada@example.com", **retry: Any) -> Emai
         idempotency_key=str(uuid.uuid4()),
         retry=settings.retry.model_copy(update=retry),
     )
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
 
 
 async def status_of(handle: WorkflowHandle[Any, Any]) -> WorkflowExecutionStatus | None:
@@ -150,7 +142,7 @@ async def test_a_send_on_the_wire_when_cancelled_finishes_and_the_job_says_it_wa
     # activity hears of the cancel only at a heartbeat, so the send on the wire finishes.
     # docs/operator-controls.md says what a cancel does to the local first attempt.
     smtp_sink.data_delay_seconds = 2
-    queued = settings.model_copy(update={"email_rate_limit_per_second": 1000.0})
+    queued = on_the_email_queue(settings)
     async with running_worker(client, queued, pool):
         await cancel_during_send(client, settings, pool, smtp_sink)
 
@@ -311,7 +303,7 @@ async def test_a_high_priority_job_overtakes_a_backlog(
     # The workflows run first, so all thirteen sends wait on the email queue (a backlog,
     # the urgent one added last); then its worker starts. With an SMTP rate limit the
     # workflow worker makes no local first attempt: every send goes through the queue.
-    queued = settings.model_copy(update={"email_rate_limit_per_second": 1000.0})
+    queued = on_the_email_queue(settings)
     async with running_worker(client, queued, pool, ["workflows", "default"]):
         await eventually(all_waiting_for_smtp)
         # One send at a time, so the order of the messages is the order of dispatch.

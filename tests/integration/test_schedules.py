@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -34,6 +33,7 @@ from offload.models import (
     SessionCleanupResult,
 )
 from offload.settings import Settings
+from tests.api import eventually
 from tests.harness import run_offload, running_worker
 from workflows.maintenance import SendDigestEmailsWorkflow
 
@@ -65,17 +65,6 @@ def temporal_cli(dev_server: TemporalDevServer, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], seconds: float = 60) -> Any:
-    """The first truthy value of `check()`, polled until `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.2)
 
 
 async def completed_runs(

@@ -6,8 +6,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import time
-from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client
 
@@ -17,20 +15,11 @@ from offload.jobs.stats import Stats, collect_stats, latency_stats, scrape
 from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
+from tests.api import eventually
 from tests.harness import offload_process, run_offload, running_worker
 from tests.integration.test_email_job import lead_email
 
 JOBS = 5
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], seconds: float = 60, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not met in {seconds}s")
-        await asyncio.sleep(0.5)
 
 
 def workflow_backlog(stats: Stats) -> int:

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from offload.models import (
     ScheduledRun,
 )
 from offload.settings import Settings
+from tests.api import eventually
 from tests.harness import running_worker
 from tests.reports import seed_leads
 from workflows.dead_letters import DeadLetterWorkflow
@@ -76,13 +76,6 @@ def history_path(name: str) -> Path:
 async def write(name: str, handle: WorkflowHandle[Any, Any]) -> None:
     history = await handle.fetch_history()
     history_path(name).write_text(history.to_json())
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def email_to(settings: Settings, to: str) -> EmailJob:
