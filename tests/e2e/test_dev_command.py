@@ -59,17 +59,15 @@ async def test_ctrl_c_lets_the_worker_drain_before_the_temporal_of_offload_dev_s
     settings: Settings, pool: Pool, smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
     # TEMPORAL_ADDRESS unset: `offload dev` runs its own dev server (on a free port).
-    env = settings.to_env()
-    del env["TEMPORAL_ADDRESS"]
     temporal_port = free_port()
-    own = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        **env,
-        OFFLOAD_DEV_TEMPORAL_PORT=temporal_port,
-        TEMPORAL_UI_URL=f"http://127.0.0.1:{free_port()}",
-        OFFLOAD_API_PORT=free_port(),
-        OFFLOAD_METRICS_ADDRESS="",
-    )
+    env = settings.to_env() | {
+        "OFFLOAD_DEV_TEMPORAL_PORT": str(temporal_port),
+        "TEMPORAL_UI_URL": f"http://127.0.0.1:{free_port()}",
+        "OFFLOAD_API_PORT": str(free_port()),
+        "OFFLOAD_METRICS_ADDRESS": "",
+    }
+    del env["TEMPORAL_ADDRESS"]
+    own = Settings(_env_file=None, **env)  # type: ignore[arg-type]
     # The lead's email is on the wire when Ctrl-C comes, and for 3 s after it: longer than
     # the dev server takes to exit on a SIGINT of its own (about 1.5 s).
     smtp_sink.data_delay_seconds = 3
