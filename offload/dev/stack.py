@@ -81,9 +81,9 @@ SERVER_FLAGS: tuple[str, ...] = (
 
 # `start_local` runs the server as its child in our process group, its output on ours. It
 # runs this launcher instead, which puts the server in a session of its own (a Ctrl-C on
-# `offload dev` reaches the whole foreground group, and the Go server exits on SIGINT at once,
-# before the worker has drained) and its output in the log file. The launcher execs the
-# server, so that the pid `start_local` stops is the server's.
+# `offload dev` reaches the whole foreground group, and the Go server exits about 1.5 s after
+# a SIGINT, before the worker has drained) and its output in the log file. The launcher execs
+# the server, so that the pid `start_local` kills on shutdown is the server's.
 _LAUNCHER = """\
 #!{python} -IS
 import os, sys
@@ -128,12 +128,12 @@ class TemporalDevServer:
 
     @property
     def ui_url(self) -> str | None:
-        return f"http://{self.host}:{self.ui_port}" if self.ui_port else None
+        return f"http://{self.host}:{self.ui_port}" if self.ui_port is not None else None
 
     async def start(self, startup_seconds: float = 30.0) -> None:
         """Start the server; it returns once the frontend answers."""
         require_free_port(self.port, "Temporal dev server", "TEMPORAL_ADDRESS", self.host)
-        if self.ui_port:
+        if self.ui_port is not None:
             require_free_port(self.ui_port, "Temporal Web UI", "TEMPORAL_UI_URL", self.host)
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
