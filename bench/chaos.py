@@ -3,8 +3,8 @@
 On its own stack on free ports (Temporal dev server on a SQLite file, PostgreSQL, an SMTP
 sink process) with the worker as a child process (`offload worker`), it queues the jobs
 and, while they run, SIGKILLs the worker twice (starting a new one each time), takes the
-SMTP sink down for 15 seconds, and restarts the Temporal dev server on its SQLite file.
-Then it checks, and exits 1 if any check failed:
+SMTP sink down for 15 seconds, and kills the Temporal dev server (SIGKILL) and starts it
+again on its SQLite file. Then it checks, and exits 1 if any check failed:
 
 - every job was delivered, or dead-lettered with its reason: none is lost;
 - a message delivered twice carries the same Message-ID both times;
@@ -183,8 +183,8 @@ async def chaos(run: Run) -> None:
     await run.stack.sink.start()
     run.event("SMTP sink up again")
     delivered = await after_more(40)
-    run.stack.temporal.stop()
-    run.event(f"Temporal dev server stopped at {delivered} messages delivered")
+    await run.stack.temporal.stop()
+    run.event(f"Temporal dev server killed at {delivered} messages delivered")
     await run.stack.temporal.start()
     run.event(f"Temporal dev server started again on {run.stack.temporal.db_file}")
     await kill_worker("second")
@@ -471,9 +471,9 @@ async def main_async() -> int:
         checks += await check_report(run)
     finally:
         worker.stop()
-        stack.stop()
+        await stack.stop()
     print()
-    print("chaos: worker SIGKILLed twice, SMTP sink down 15 s, Temporal dev server restarted once")
+    print("chaos: worker SIGKILLed twice, SMTP sink down 15 s, Temporal dev server killed once")
     for check in checks:
         mark = {True: "PASS", False: "FAIL", None: "SKIP"}[check.passed]
         print(f"  {mark}  {check.name}: {check.detail}")

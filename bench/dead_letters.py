@@ -53,7 +53,7 @@ async def measure() -> list[Row]:
         finally:
             sink.stop()
             postgres.stop()
-            temporal.stop()
+            await temporal.stop()
 
 
 async def _measure(settings: Settings, sink: SmtpSink) -> list[Row]:

@@ -156,7 +156,7 @@ async def measure(subscribers: int = 10_000) -> list[Row]:
             digest_sink.stop()
             delivered = len(list(digest_sink.maildir.glob("*.eml")))
         finally:
-            temporal.stop()
+            await temporal.stop()
             postgres.stop()
     assert sent == delivered == subscribers, (sent, delivered, subscribers)
     digest_rate = subscribers / elapsed

@@ -56,7 +56,7 @@ async def measure() -> list[Row]:
             return await measure_on(postgres, temporal, smtp, root)
         finally:
             smtp.stop()
-            temporal.stop()
+            await temporal.stop()
             postgres.stop()
 
 

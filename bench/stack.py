@@ -107,10 +107,10 @@ class Stack:
         finally:
             await pool.close()
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         self.sink.stop()
         self.postgres.stop()
-        self.temporal.stop()
+        await self.temporal.stop()
 
     async def sql(self, query: str, *args: Any) -> Any:
         conn = await asyncpg.connect(self.postgres.dsn())
@@ -128,7 +128,7 @@ async def running_stack(root: Path, *, temporal_file: bool = False) -> AsyncIter
         await stack.start()
         yield stack
     finally:
-        stack.stop()
+        await stack.stop()
 
 
 def load_note() -> str:

@@ -6,12 +6,13 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from offload.models import RetryConfig
 
 DEV_POSTGRES_PORT = 5433
+DEV_TEMPORAL_PORT = 7233
 
 
 class Settings(BaseSettings):
@@ -22,8 +23,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
-    # Temporal
-    temporal_address: str = Field("localhost:7233", validation_alias="TEMPORAL_ADDRESS")
+    # Temporal: unset, the address is the dev server's that `offload dev` runs.
+    dev_temporal_port: int = Field(
+        DEV_TEMPORAL_PORT, validation_alias="OFFLOAD_DEV_TEMPORAL_PORT", ge=1, le=65535
+    )
+    temporal_address: str = Field("", validation_alias="TEMPORAL_ADDRESS", validate_default=True)
     temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
     temporal_api_key: SecretStr | None = Field(None, validation_alias="TEMPORAL_API_KEY")
     temporal_tls_cert: Path | None = Field(None, validation_alias="TEMPORAL_TLS_CERT")
@@ -160,6 +164,13 @@ class Settings(BaseSettings):
     market_data_timeout_seconds: float = Field(
         10.0, validation_alias="OFFLOAD_MARKET_DATA_TIMEOUT_SECONDS", gt=0
     )
+
+    @field_validator("temporal_address")
+    @classmethod
+    def _dev_server_unless_set(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip():
+            return value
+        return f"localhost:{info.data.get('dev_temporal_port', DEV_TEMPORAL_PORT)}"
 
     @field_validator("schedule_time_zone")
     @classmethod

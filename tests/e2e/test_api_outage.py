@@ -49,7 +49,7 @@ async def test_leads_posted_while_temporal_is_down_get_201_and_one_email_each_on
             assert healthy.status_code == 200, healthy.text
             assert healthy.json() == {"ok": True, "database": "ok", "temporal": "ok"}
 
-            server.stop()
+            await server.stop()
             down = await http.get("/healthz")
             assert down.status_code == 503
             assert down.json()["database"] == "ok"
@@ -83,4 +83,4 @@ async def test_leads_posted_while_temporal_is_down_get_201_and_one_email_each_on
 
             await eventually(all_started, 10)
     finally:
-        server.stop()
+        await server.stop()

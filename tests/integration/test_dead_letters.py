@@ -262,7 +262,7 @@ async def test_survives_worker_and_server_restarts(
             await eventually(first_listed)
         # The worker is gone: a second job fails for good once a worker is back.
         second = await enqueue_email(client, own, jobs[1])
-        server.kill()
+        await server.stop()
         await server.start()
         client = await connect(own)
         async with running_worker(client, own, pool):
@@ -285,5 +285,5 @@ async def test_survives_worker_and_server_restarts(
                     "sent"
                 )
     finally:
-        server.stop()
+        await server.stop()
     assert len(smtp_sink.messages()) == 2

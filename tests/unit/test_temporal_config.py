@@ -63,3 +63,16 @@ def test_half_an_mtls_pair_is_refused(pems: dict[str, Path]) -> None:
 def test_one_metrics_runtime_per_address() -> None:
     address = f"127.0.0.1:{free_port()}"
     assert metrics_runtime(address) is metrics_runtime(address)
+
+
+def test_the_address_is_the_dev_servers_unless_temporal_address_is_set() -> None:
+    assert settings().temporal_address == "localhost:7233"
+    moved = settings(OFFLOAD_DEV_TEMPORAL_PORT="7300")
+    assert moved.temporal_address == "localhost:7300"
+    assert not moved.uses_own("temporal_address")  # `offload dev` starts its own there
+    assert "TEMPORAL_ADDRESS" not in moved.to_env()
+    assert settings(TEMPORAL_ADDRESS="t:1", OFFLOAD_DEV_TEMPORAL_PORT="7300").temporal_address == (
+        "t:1"
+    )
+    with pytest.raises(ValueError, match="OFFLOAD_DEV_TEMPORAL_PORT"):
+        settings(OFFLOAD_DEV_TEMPORAL_PORT="0")
