@@ -172,14 +172,13 @@ async def test_prune_deletes_only_offload_schedules_no_longer_declared(
         await client.get_schedule_handle(stranger).delete()
 
 
+@pytest.mark.usefixtures("worker")
 async def test_each_schedule_triggered_does_its_work(
     client: Client,
-    settings: Settings,
     pool: Pool,
     smtp_sink: SmtpSink,
     feed: SampleFeedServer,
     applied: dict[str, ScheduleHandle],
-    worker: None,
 ) -> None:
     agent = await add_agent(pool, "Grace Hopper")
     hour = this_hour()
@@ -220,13 +219,9 @@ async def test_each_schedule_triggered_does_its_work(
     assert text is not None and "Alan Turing, 12 Harbour View (website" in text.get_content()
 
 
+@pytest.mark.usefixtures("worker")
 async def test_daily_report_runs_yesterdays_report_for_each_agent_once(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    applied: dict[str, ScheduleHandle],
-    worker: None,
+    client: Client, pool: Pool, smtp_sink: SmtpSink, applied: dict[str, ScheduleHandle]
 ) -> None:
     yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
     ada, grace = await add_agent(pool, "Ada Lovelace"), await add_agent(pool, "Grace Hopper")
@@ -259,13 +254,9 @@ async def test_daily_report_runs_yesterdays_report_for_each_agent_once(
     assert len(smtp_sink.messages()) == 2
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_backfill_of_three_hours_covers_three_windows_once(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    dev_server: TemporalDevServer,
-    applied: dict[str, ScheduleHandle],
-    worker: None,
+    client: Client, pool: Pool, dev_server: TemporalDevServer, applied: dict[str, ScheduleHandle]
 ) -> None:
     agent = await add_agent(pool, "Ada Lovelace")
     hour = this_hour()
@@ -290,12 +281,9 @@ async def test_a_backfill_of_three_hours_covers_three_windows_once(
     ]
 
 
+@pytest.mark.usefixtures("worker")
 async def test_paused_with_the_temporal_cli_it_does_not_run_unpaused_it_does(
-    client: Client,
-    settings: Settings,
-    dev_server: TemporalDevServer,
-    applied: dict[str, ScheduleHandle],
-    worker: None,
+    client: Client, dev_server: TemporalDevServer, applied: dict[str, ScheduleHandle]
 ) -> None:
     handle = applied["cleanup-expired-sessions"]
     sid = ["--schedule-id", handle.id]
@@ -327,6 +315,7 @@ async def test_paused_with_the_temporal_cli_it_does_not_run_unpaused_it_does(
     await completed_runs(client, handle, 1, SessionCleanupResult)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_message(
     client: Client,
     settings: Settings,
@@ -334,7 +323,6 @@ async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_messag
     smtp_sink: SmtpSink,
     dev_server: TemporalDevServer,
     applied: dict[str, ScheduleHandle],
-    worker: None,
 ) -> None:
     yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
     agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
@@ -357,12 +345,9 @@ async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_messag
     assert {m["Message-ID"] for m in messages} == expected
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_digest_batch_retried_after_a_deferral_sends_each_agent_once(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    worker: None,
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
     agents = [await add_agent(pool, f"Agent {i}") for i in range(4)]
@@ -430,12 +415,9 @@ async def test_workers_stopped_for_three_scheduled_hours_then_started_score_thre
     assert (row["running"], row["buffered"], row["skipped"]) == (0, 0, 0)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_recipient_answering_452_holds_back_nobody_and_is_dead_lettered_alone(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    worker: None,
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
     agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
