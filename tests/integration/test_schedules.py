@@ -17,6 +17,7 @@ from temporalio.client import (
     ScheduleBackfill,
     ScheduleHandle,
     WorkflowExecutionStatus,
+    WorkflowHandle,
 )
 
 from offload import mail, queues
@@ -121,6 +122,31 @@ async def add_lead(pool: Pool, agent_id: int, at: datetime, **fields: Any) -> in
         at,
     )
     return lead_id
+
+
+async def digest_agents(pool: Pool, count: int) -> list[int]:
+    """`count` subscribed agents with a lead each yesterday: what today's digest sends to."""
+    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
+    agents = [await add_agent(pool, f"Agent {i}") for i in range(count)]
+    for agent in agents:
+        await add_lead(pool, agent, yesterday)
+    return agents
+
+
+async def agent_emails(pool: Pool, agents: list[int]) -> list[str]:
+    return [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
+
+
+async def start_digest(
+    client: Client, settings: Settings, job: ScheduledRun
+) -> WorkflowHandle[Any, DigestResult]:
+    """A digest run started by hand, beside the schedule's (its own workflow id)."""
+    return await client.start_workflow(
+        SendDigestEmailsWorkflow.run,
+        job,
+        id=f"digest-{uuid.uuid4()}",
+        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+    )
 
 
 def this_hour() -> datetime:
@@ -324,11 +350,8 @@ async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_messag
     dev_server: TemporalDevServer,
     applied: dict[str, ScheduleHandle],
 ) -> None:
-    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
-    agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
+    agents = await digest_agents(pool, 5)
     await add_agent(pool, "Not Subscribed", subscribed=False)
-    for agent in agents:
-        await add_lead(pool, agent, yesterday)
     handle = applied["send-digest-emails"]
     await asyncio.to_thread(
         temporal_cli, dev_server, "schedule", "trigger", "--schedule-id", handle.id
@@ -349,30 +372,19 @@ async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_messag
 async def test_a_digest_batch_retried_after_a_deferral_sends_each_agent_once(
     client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
-    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
-    agents = [await add_agent(pool, f"Agent {i}") for i in range(4)]
-    for agent in agents:
-        await add_lead(pool, agent, yesterday)
-    third = await pool.fetchval("SELECT email FROM agents WHERE id = $1", agents[2])
-    smtp_sink.rules.set(third, "451 4.3.0 Try again later")
-    handle = await client.start_workflow(
-        SendDigestEmailsWorkflow.run,
-        ScheduledRun(batch_size=10, retry=settings.retry),
-        id=f"digest-{uuid.uuid4()}",
-        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-    )
+    emails = await agent_emails(pool, await digest_agents(pool, 4))
+    smtp_sink.rules.set(emails[2], "451 4.3.0 Try again later")
+    handle = await start_digest(client, settings, ScheduledRun(batch_size=10, retry=settings.retry))
 
     async def retrying() -> bool:
         pending = (await handle.describe()).raw_description.pending_activities
         return bool(pending) and pending[0].attempt >= 3
 
     await eventually(retrying)
-    smtp_sink.rules.set(third, None)
+    smtp_sink.rules.set(emails[2], None)
     result = await handle.result()
     assert (result.sent, result.agents) == (4, 4)
-    assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(
-        [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
-    )
+    assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(emails)
 
 
 async def test_workers_stopped_for_three_scheduled_hours_then_started_score_three_windows(
@@ -419,20 +431,12 @@ async def test_workers_stopped_for_three_scheduled_hours_then_started_score_thre
 async def test_a_recipient_answering_452_holds_back_nobody_and_is_dead_lettered_alone(
     client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
-    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
-    agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
-    for agent in agents:
-        await add_lead(pool, agent, yesterday)
-    emails = [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
+    agents = await digest_agents(pool, 5)
+    emails = await agent_emails(pool, agents)
     smtp_sink.rules.set(emails[1], "452 4.2.2 Mailbox full")
     retry = settings.retry.model_copy(update={"maximum_attempts": 3})
     job = ScheduledRun(batch_size=10, retry=retry, scheduled_time=datetime.now(UTC))
-    handle = await client.start_workflow(
-        SendDigestEmailsWorkflow.run,
-        job,
-        id=f"digest-{uuid.uuid4()}",
-        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-    )
+    handle = await start_digest(client, settings, job)
     result = await handle.result()
 
     assert (result.agents, result.sent, result.dead_lettered) == (5, 4, 1)
@@ -453,12 +457,7 @@ async def test_a_recipient_answering_452_holds_back_nobody_and_is_dead_lettered_
         return len(smtp_sink.messages()) == 5
 
     await eventually(delivered)
-    again = await client.execute_workflow(
-        SendDigestEmailsWorkflow.run,
-        job,
-        id=f"digest-{uuid.uuid4()}",
-        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-    )
+    again = await (await start_digest(client, settings, job)).result()
     assert again.sent == 0 and len(smtp_sink.messages()) == 5
     days = await pool.fetch("SELECT agent_id FROM digest_log ORDER BY agent_id")
     assert [r["agent_id"] for r in days] == agents
