@@ -1,7 +1,7 @@
 """`offload dlq list|show|redrive|discard`: inspect and act on the dead-letter queue.
 
-Listing and showing read the `dead_letters` table; redrive and discard are updates of
-the `dead-letters` workflow, which checks and records every change.
+The commands print what `offload.jobs.dead_letters` reads and changes, and map its errors
+to exit codes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from offload.models import DiscardRequest, RedriveRequest, redrive_workflow_id
 from offload.settings import Settings
 from offload.tables import table
 from offload.temporal import connect
-from starters.console import CommandError, print_json
+from starters.console import CommandError, Commands, add_command, add_command_group, print_json
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
@@ -191,32 +191,35 @@ async def discard_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dlq = commands.add_parser(
+def add_commands(commands: Commands) -> None:
+    dlq = add_command_group(
+        commands,
         "dlq",
         help="inspect, redrive and discard dead-lettered jobs",
         description="The dead-letter queue: jobs that ran out of retries or failed for good.",
     )
-    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
 
-    parser = dlq_commands.add_parser("list", help="list entries, newest failure first")
+    parser = add_command(
+        dlq, "list", list_command, help="list entries, newest failure first", with_json=True
+    )
     parser.add_argument(
         "--kind", help=f"only entries of this job kind ({', '.join(kinds.names())})"
     )
     parser.add_argument("--status", choices=STATUSES, help="only entries in this status")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=list_command)
 
-    parser = dlq_commands.add_parser("show", help="show one entry, with its input and error")
+    parser = add_command(
+        dlq, "show", show_command, help="show one entry, with its input and error", with_json=True
+    )
     parser.add_argument("id", metavar="ID", help="entry id (dl-...)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=show_command)
 
-    parser = dlq_commands.add_parser(
+    parser = add_command(
+        dlq,
         "redrive",
+        redrive_command,
         help="start dead entries' jobs again",
         description="Start each entry's workflow again with its original input, under "
         "<workflow id>-redrive-<n>. An entry is redriven at most once.",
+        with_json=True,
     )
     parser.add_argument("ids", nargs="*", metavar="ID", help="entry ids")
     parser.add_argument("--kind", help="every dead entry of this job kind")
@@ -230,10 +233,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--dry-run", action="store_true", help="print what would start, and start nothing"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=redrive_command)
 
-    parser = dlq_commands.add_parser("discard", help="mark dead entries discarded (never redriven)")
+    parser = add_command(
+        dlq,
+        "discard",
+        discard_command,
+        help="mark dead entries discarded (never redriven)",
+        with_json=True,
+    )
     parser.add_argument("ids", nargs="+", metavar="ID", help="entry ids")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=discard_command)
