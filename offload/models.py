@@ -364,10 +364,14 @@ class RedrivePage(BaseModel):
 
 
 class DiscardRequest(BaseModel):
+    """The entries to discard, by id."""
+
     ids: list[str] = Field(default_factory=list)
 
 
 class DiscardResult(BaseModel):
+    """The ids of the entries a discard marked discarded, in order."""
+
     discarded: list[str] = Field(default_factory=list)
 
 
@@ -397,6 +401,8 @@ class DeadLetterLookup(BaseModel):
 
 
 class DeadLetterRefs(BaseModel):
+    """The entries a `DeadLetterLookup` found, in its order."""
+
     refs: list[DeadLetterRef] = Field(default_factory=list)
 
 
