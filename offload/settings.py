@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasGenerator, Field, SecretStr, field_validator
@@ -40,6 +42,11 @@ STANDARD_VARIABLES = frozenset(
 def variable_name(field: str) -> str:
     """The environment variable of the setting `field`: `OFFLOAD_<FIELD>`, unless standard."""
     return field.upper() if field in STANDARD_VARIABLES else f"OFFLOAD_{field.upper()}"
+
+
+def _retry_field(name: str) -> Any:
+    """The setting `retry_<name>`: RetryConfig's field `name`, its default and bounds."""
+    return copy.copy(RetryConfig.model_fields[name])
 
 
 class Settings(BaseSettings):
@@ -122,11 +129,12 @@ class Settings(BaseSettings):
     # Task queues: a prefix lets several environments (or tests) share one namespace.
     task_queue_prefix: str = ""
 
-    # Retries of job activities (exponential backoff).
-    retry_initial_interval_seconds: float = Field(1.0, gt=0)
-    retry_backoff_coefficient: float = Field(2.0, ge=1)
-    retry_maximum_interval_seconds: float = Field(60.0, gt=0)
-    retry_maximum_attempts: int = Field(5, ge=1)
+    # Retries of job activities (exponential backoff): `retry_<field>` for each field of
+    # RetryConfig, with its default and bounds.
+    retry_initial_interval_seconds: float = _retry_field("initial_interval_seconds")
+    retry_backoff_coefficient: float = _retry_field("backoff_coefficient")
+    retry_maximum_interval_seconds: float = _retry_field("maximum_interval_seconds")
+    retry_maximum_attempts: int = _retry_field("maximum_attempts")
 
     # Worker tuning
     worker_grace_seconds: float = Field(30.0, ge=0)
@@ -184,10 +192,7 @@ class Settings(BaseSettings):
     def retry(self) -> RetryConfig:
         """The retry policy of job activities, as the job inputs carry it."""
         return RetryConfig(
-            initial_interval_seconds=self.retry_initial_interval_seconds,
-            backoff_coefficient=self.retry_backoff_coefficient,
-            maximum_interval_seconds=self.retry_maximum_interval_seconds,
-            maximum_attempts=self.retry_maximum_attempts,
+            **{name: getattr(self, f"retry_{name}") for name in RetryConfig.model_fields}
         )
 
     @property
