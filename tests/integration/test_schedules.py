@@ -153,6 +153,18 @@ def this_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+async def a_lead_in_each_hour(pool: Pool) -> tuple[datetime, list[int]]:
+    """This hour, and a lead updated in the middle of each of the four before it, newest first.
+
+    Scoring the windows ending 3, 2 and 1 hours ago scores one lead in each.
+    """
+    agent = await add_agent(pool, "Ada Lovelace")
+    hour = this_hour()
+    return hour, [
+        await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)
+    ]
+
+
 async def test_apply_twice_changes_nothing_and_a_changed_setting_updates(
     client: Client, settings: Settings, applied: dict[str, ScheduleHandle]
 ) -> None:
@@ -284,9 +296,7 @@ async def test_daily_report_runs_yesterdays_report_for_each_agent_once(
 async def test_a_backfill_of_three_hours_covers_three_windows_once(
     client: Client, pool: Pool, dev_server: TemporalDevServer, applied: dict[str, ScheduleHandle]
 ) -> None:
-    agent = await add_agent(pool, "Ada Lovelace")
-    hour = this_hour()
-    leads = [await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)]
+    hour, leads = await a_lead_in_each_hour(pool)
     handle = applied["sync-lead-scores"]
     start = (hour - timedelta(hours=3, seconds=30)).isoformat()
     end = (hour - timedelta(hours=1) + timedelta(seconds=30)).isoformat()
@@ -393,9 +403,7 @@ async def test_workers_stopped_for_three_scheduled_hours_then_started_score_thre
     pool: Pool,
     applied: dict[str, ScheduleHandle],
 ) -> None:
-    agent = await add_agent(pool, "Ada Lovelace")
-    hour = this_hour()
-    leads = [await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)]
+    hour, leads = await a_lead_in_each_hour(pool)
     handle = applied["sync-lead-scores"]
     # No worker polls: the three hours come due under the schedule's own overlap policy (a
     # backfill without one takes the schedule's, as the firings of those hours would have).
