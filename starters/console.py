@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
+from offload.db import Pool, create_pool
 from offload.settings import Settings
 
 # What `add_commands` of each command module adds its commands to.
@@ -26,6 +28,16 @@ def print_json(value: Any) -> None:
 
 def fail(message: str) -> None:
     print(f"offload: error: {message}", file=sys.stderr)
+
+
+@asynccontextmanager
+async def database(settings: Settings, *, max_size: int) -> AsyncIterator[Pool]:
+    """A pool to the app database for one command, closed when the block ends."""
+    pool = await create_pool(settings, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def add_command(

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from offload.db import create_pool
 from offload.jobs.control import (
     OPEN,
     STATUSES,
@@ -28,7 +29,14 @@ from offload.jobs.start import StartOptions, parse_duration, parse_time
 from offload.kinds import HIGHEST_PRIORITY, LOWEST_PRIORITY, names, pausable_kinds
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.console import CommandError, Commands, add_command, add_command_group, print_json
+from starters.console import (
+    CommandError,
+    Commands,
+    add_command,
+    add_command_group,
+    database,
+    print_json,
+)
 
 
 def add_start_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,16 +167,19 @@ async def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _kind_error(err: JobInputError) -> CommandError:
-    # KIND is an argument, not a --kind option.
-    return CommandError(f"KIND: {err}")
+@contextmanager
+def _kind_argument() -> Iterator[None]:
+    """A bad kind is the KIND argument's fault here: it is not a --kind option."""
+    try:
+        yield
+    except JobInputError as err:
+        raise CommandError(f"KIND: {err}") from None
 
 
 async def pause_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.list == (args.kind is not None):
         raise CommandError("give a KIND to pause, or --list")
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         if args.list:
             found = await paused_kinds(pool)
             if args.json:
@@ -179,12 +190,8 @@ async def pause_command(args: argparse.Namespace, settings: Settings) -> int:
                 reason = f"  {paused.reason}" if paused.reason else ""
                 print(f"{paused.kind}  paused since {_when(paused.paused_at)} UTC{reason}")
             return 0
-        try:
+        with _kind_argument():
             result = await pause_kind(pool, args.kind, args.reason or "")
-        except JobInputError as err:
-            raise _kind_error(err) from None
-    finally:
-        await pool.close()
     if args.json:
         print_json(result.model_dump(mode="json"))
     elif result.changed:
@@ -196,13 +203,9 @@ async def pause_command(args: argparse.Namespace, settings: Settings) -> int:
 
 async def resume_command(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect(settings)
-    pool = await create_pool(settings, max_size=2)
-    try:
-        result = await resume_kind(client, settings, pool, args.kind)
-    except JobInputError as err:
-        raise _kind_error(err) from None
-    finally:
-        await pool.close()
+    async with database(settings, max_size=2) as pool:
+        with _kind_argument():
+            result = await resume_kind(client, settings, pool, args.kind)
     if args.json:
         print_json(result.model_dump(mode="json"))
     else:

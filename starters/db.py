@@ -6,18 +6,15 @@ import argparse
 import time
 from datetime import UTC, date, datetime
 
-from offload.db import create_pool, migrate
+from offload.db import migrate
 from offload.seed import seed
 from offload.settings import Settings
-from starters.console import CommandError, Commands, add_command, add_command_group
+from starters.console import CommandError, Commands, add_command, add_command_group, database
 
 
 async def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         applied = await migrate(pool)
-    finally:
-        await pool.close()
     if applied:
         for name in applied:
             print(f"applied {name}")
@@ -38,13 +35,10 @@ async def seed_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.leads < 0 or args.agents < 1:
         raise CommandError("--leads must be >= 0 and --agents >= 1")
     end = parse_day(args.end, "--end") if args.end else datetime.now(UTC).date()
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         await migrate(pool)
         began = time.monotonic()
         done = await seed(pool, leads=args.leads, agents=args.agents, seed=args.seed, end=end)
-    finally:
-        await pool.close()
     print(
         f"seeded {done.leads} leads for {done.agents} agents "
         f"({done.first_day} to {done.last_day}) in {time.monotonic() - began:.1f}s"

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from offload import kinds
-from offload.db import QUERIES, create_pool
+from offload.db import QUERIES
 from offload.jobs.dead_letters import (
     STATUSES,
     check_ids,
@@ -25,7 +25,14 @@ from offload.models import DiscardRequest, RedriveRequest, redrive_workflow_id
 from offload.settings import Settings
 from offload.tables import table
 from offload.temporal import connect
-from starters.console import CommandError, Commands, add_command, add_command_group, print_json
+from starters.console import (
+    CommandError,
+    Commands,
+    add_command,
+    add_command_group,
+    database,
+    print_json,
+)
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
@@ -51,11 +58,8 @@ def _table(rows: list[dict[str, Any]]) -> None:
 
 
 async def list_command(args: argparse.Namespace, settings: Settings) -> int:
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         rows = await list_dead_letters(pool, args.kind, args.status)
-    finally:
-        await pool.close()
     if args.json:
         print_json(rows)
     else:
@@ -65,11 +69,8 @@ async def list_command(args: argparse.Namespace, settings: Settings) -> int:
 
 async def show_command(args: argparse.Namespace, settings: Settings) -> int:
     [entry_id] = check_ids([args.id])
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         entry = await find_dead_letter(pool, entry_id)
-    finally:
-        await pool.close()
     if entry is None:
         raise CommandError(f"ID {entry_id} names no dead-letter entry")
     if args.json:
@@ -118,11 +119,8 @@ async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
     request = RedriveRequest(
         ids=check_ids(args.ids), kind=args.kind, error_type=args.error_type, rate=args.rate
     )
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         entries = await redrivable(pool, request)
-    finally:
-        await pool.close()
     if args.dry_run:
         _dry_run(request, entries, args.json)
         return 0
@@ -136,11 +134,8 @@ async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
         if not args.json:
             print(f"started   {started} of {total}", flush=True)
 
-    pool = await create_pool(settings, max_size=1)
-    try:
+    async with database(settings, max_size=1) as pool:
         result = await redrive(await connect(settings), settings, request, progress)
-    finally:
-        await pool.close()
     if args.json:
         print_json(result.model_dump(mode="json"))
     elif not result.redriven:
