@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasGenerator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from offload.models import RetryConfig
+from offload.models import ReportTuning, RetryConfig, field_of
 
 DEV_POSTGRES_PORT = 5433
 
@@ -42,11 +40,6 @@ STANDARD_VARIABLES = frozenset(
 def variable_name(field: str) -> str:
     """The environment variable of the setting `field`: `OFFLOAD_<FIELD>`, unless standard."""
     return field.upper() if field in STANDARD_VARIABLES else f"OFFLOAD_{field.upper()}"
-
-
-def _retry_field(name: str) -> Any:
-    """The setting `retry_<name>`: RetryConfig's field `name`, its default and bounds."""
-    return copy.copy(RetryConfig.model_fields[name])
 
 
 class Settings(BaseSettings):
@@ -131,10 +124,10 @@ class Settings(BaseSettings):
 
     # Retries of job activities (exponential backoff): `retry_<field>` for each field of
     # RetryConfig, with its default and bounds.
-    retry_initial_interval_seconds: float = _retry_field("initial_interval_seconds")
-    retry_backoff_coefficient: float = _retry_field("backoff_coefficient")
-    retry_maximum_interval_seconds: float = _retry_field("maximum_interval_seconds")
-    retry_maximum_attempts: int = _retry_field("maximum_attempts")
+    retry_initial_interval_seconds: float = field_of(RetryConfig, "initial_interval_seconds")
+    retry_backoff_coefficient: float = field_of(RetryConfig, "backoff_coefficient")
+    retry_maximum_interval_seconds: float = field_of(RetryConfig, "maximum_interval_seconds")
+    retry_maximum_attempts: int = field_of(RetryConfig, "maximum_attempts")
 
     # Worker tuning
     worker_grace_seconds: float = Field(30.0, ge=0)
@@ -183,9 +176,10 @@ class Settings(BaseSettings):
     report_chunk_rows: int = Field(250_000, ge=1)
     report_page_size: int = Field(20_000, ge=1)
     report_page_pause_seconds: float = Field(0.0, ge=0)
-    report_max_parallel_chunks: int = Field(4, ge=1)
-    report_chunks_per_run: int = Field(200, ge=1)
-    report_heartbeat_timeout_seconds: float = Field(30.0, gt=0)
+    # ReportTuning's fields, as `report_<field>`.
+    report_max_parallel_chunks: int = field_of(ReportTuning, "max_parallel_chunks")
+    report_chunks_per_run: int = field_of(ReportTuning, "chunks_per_run")
+    report_heartbeat_timeout_seconds: float = field_of(ReportTuning, "heartbeat_timeout_seconds")
     report_heartbeat_throttle_seconds: float = Field(1.0, gt=0)
 
     @property
