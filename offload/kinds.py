@@ -9,7 +9,8 @@ schedules come from the kinds with a `schedule`. Adding a kind is one workflow m
 activity module and one entry here (docs/adding-a-job-kind.md).
 
 Workflows do not import this module: it imports every activity module, which the workflow
-sandbox must not load. A workflow names its kind in `run_job(...)` with the same `name`.
+sandbox must not load. So a kind's name is declared on its workflow class (`KIND`), which
+the workflow's `run_job(...)` and the declaration here both read.
 """
 
 from __future__ import annotations
@@ -59,10 +60,9 @@ class JobKind:
     """One kind of job, as everything outside its workflow sees it.
 
     Attributes:
-        name: the kind's name: outbox rows, dead-letter entries (`offload dlq list --kind`),
-            the schedule id of a scheduled kind. Its workflow passes the same to `run_job`.
         input: the pydantic model its workflow takes.
-        workflow: its workflow class; the class's workflow type labels the metrics.
+        workflow: its workflow class, which declares the name as `KIND`; the class's workflow
+            type labels the metrics.
         activities: builds the activities its workflow calls, by the queue they run on.
         workflow_id: the id of the job `job`; starting the same id twice runs one job.
             None for a scheduled kind: the schedule names each run `<name>-<time>`.
@@ -78,7 +78,6 @@ class JobKind:
             `workflows.pause.run_unless_paused`).
     """
 
-    name: str
     input: type[BaseModel]
     workflow: type[Any]
     activities: Callable[[Settings, Pool], Activities]
@@ -89,6 +88,13 @@ class JobKind:
     dead_letters: bool = True
     priority: int = 3
     pausable: bool = False
+
+    @property
+    def name(self) -> str:
+        """The kind's name, its workflow's `KIND`: outbox rows, dead-letter entries
+        (`offload dlq list --kind`), the schedule id of a scheduled kind."""
+        name: str = self.workflow.KIND
+        return name
 
     @property
     def workflow_type(self) -> str:
@@ -123,7 +129,6 @@ def digest_activities(settings: Settings, pool: Pool) -> Activities:
 
 
 EMAIL = JobKind(
-    name="email",
     input=EmailJob,
     workflow=SendEmailWorkflow,
     activities=email_activities,
@@ -134,7 +139,6 @@ EMAIL = JobKind(
     pausable=True,
 )
 REPORT = JobKind(
-    name="report",
     input=ReportJob,
     workflow=GenerateReportWorkflow,
     activities=report_activities,
@@ -142,7 +146,6 @@ REPORT = JobKind(
     description="a leads report in chunks: a CSV file and a report-ready email",
 )
 SYNC_LEAD_SCORES = JobKind(
-    name="sync-lead-scores",
     input=ScheduledRun,
     workflow=SyncLeadScoresWorkflow,
     activities=lambda settings, pool: {queues.DEFAULT: [LeadActivities(pool).score_leads]},
@@ -151,7 +154,6 @@ SYNC_LEAD_SCORES = JobKind(
     priority=4,
 )
 CLEANUP_EXPIRED_SESSIONS = JobKind(
-    name="cleanup-expired-sessions",
     input=ScheduledRun,
     workflow=CleanupExpiredSessionsWorkflow,
     activities=lambda settings, pool: {
@@ -162,7 +164,6 @@ CLEANUP_EXPIRED_SESSIONS = JobKind(
     priority=5,
 )
 DAILY_REPORT = JobKind(
-    name="daily-report",
     input=ScheduledRun,
     workflow=DailyReportWorkflow,
     # Its reports are jobs of the `report` kind, run by that kind's activities.
@@ -172,7 +173,6 @@ DAILY_REPORT = JobKind(
     priority=4,
 )
 REFRESH_MARKET_DATA = JobKind(
-    name="refresh-market-data",
     input=ScheduledRun,
     workflow=RefreshMarketDataWorkflow,
     activities=lambda settings, pool: {
@@ -183,7 +183,6 @@ REFRESH_MARKET_DATA = JobKind(
     priority=4,
 )
 SEND_DIGEST_EMAILS = JobKind(
-    name="send-digest-emails",
     input=ScheduledRun,
     workflow=SendDigestEmailsWorkflow,
     activities=digest_activities,
