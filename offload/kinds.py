@@ -30,7 +30,7 @@ from activities.reports import ReportActivities
 from activities.sessions import SessionActivities
 from offload import queues
 from offload.db import Pool
-from offload.models import EmailJob, ReportJob, RetryConfig, ScheduledRun
+from offload.models import RetryConfig
 from offload.settings import Settings
 from workflows.email import SendEmailWorkflow
 from workflows.maintenance import (
@@ -59,10 +59,11 @@ def settings_retry(settings: Settings) -> RetryConfig:
 class JobKind:
     """One kind of job, as everything outside its workflow sees it.
 
+    Its workflow class declares the rest: the kind's name (`KIND`) and, in its run method's
+    signature, the input model.
+
     Attributes:
-        input: the pydantic model its workflow takes.
-        workflow: its workflow class, which declares the name as `KIND`; the class's workflow
-            type labels the metrics.
+        workflow: its workflow class; the class's workflow type labels the metrics.
         activities: builds the activities its workflow calls, by the queue they run on.
         workflow_id: the id of the job `job`; starting the same id twice runs one job.
             None for a scheduled kind: the schedule names each run `<name>-<time>`.
@@ -78,7 +79,6 @@ class JobKind:
             `workflows.pause.run_unless_paused`).
     """
 
-    input: type[BaseModel]
     workflow: type[Any]
     activities: Callable[[Settings, Pool], Activities]
     workflow_id: Callable[[Any], str] | None = None
@@ -89,12 +89,27 @@ class JobKind:
     priority: int = 3
     pausable: bool = False
 
+    def __post_init__(self) -> None:
+        # A kind declared wrong fails where it is declared, not when its first job runs.
+        if not isinstance(getattr(self.workflow, "KIND", None), str):
+            raise TypeError(f"{self.workflow.__name__} declares no KIND (its job kind's name)")
+        _ = self.input
+
     @property
     def name(self) -> str:
         """The kind's name, its workflow's `KIND`: outbox rows, dead-letter entries
         (`offload dlq list --kind`), the schedule id of a scheduled kind."""
         name: str = self.workflow.KIND
         return name
+
+    @property
+    def input(self) -> type[BaseModel]:
+        """The pydantic model its workflow's run method takes (the outbox reads rows into it)."""
+        arg_types = workflow._Definition.must_from_class(self.workflow).arg_types or []
+        if len(arg_types) != 1 or not issubclass(arg_types[0], BaseModel):
+            raise TypeError(f"{self.workflow.__name__}.run does not take one pydantic model")
+        model: type[BaseModel] = arg_types[0]
+        return model
 
     @property
     def workflow_type(self) -> str:
@@ -129,7 +144,6 @@ def digest_activities(settings: Settings, pool: Pool) -> Activities:
 
 
 EMAIL = JobKind(
-    input=EmailJob,
     workflow=SendEmailWorkflow,
     activities=email_activities,
     workflow_id=lambda job: job.workflow_id,
@@ -139,14 +153,12 @@ EMAIL = JobKind(
     pausable=True,
 )
 REPORT = JobKind(
-    input=ReportJob,
     workflow=GenerateReportWorkflow,
     activities=report_activities,
     workflow_id=lambda job: job.workflow_id,
     description="a leads report in chunks: a CSV file and a report-ready email",
 )
 SYNC_LEAD_SCORES = JobKind(
-    input=ScheduledRun,
     workflow=SyncLeadScoresWorkflow,
     activities=lambda settings, pool: {queues.DEFAULT: [LeadActivities(pool).score_leads]},
     schedule="hourly",
@@ -154,7 +166,6 @@ SYNC_LEAD_SCORES = JobKind(
     priority=4,
 )
 CLEANUP_EXPIRED_SESSIONS = JobKind(
-    input=ScheduledRun,
     workflow=CleanupExpiredSessionsWorkflow,
     activities=lambda settings, pool: {
         queues.DEFAULT: [SessionActivities(pool).delete_expired_sessions]
@@ -164,7 +175,6 @@ CLEANUP_EXPIRED_SESSIONS = JobKind(
     priority=5,
 )
 DAILY_REPORT = JobKind(
-    input=ScheduledRun,
     workflow=DailyReportWorkflow,
     # Its reports are jobs of the `report` kind, run by that kind's activities.
     activities=lambda settings, pool: {queues.DEFAULT: [LeadActivities(pool).list_agent_ids]},
@@ -173,7 +183,6 @@ DAILY_REPORT = JobKind(
     priority=4,
 )
 REFRESH_MARKET_DATA = JobKind(
-    input=ScheduledRun,
     workflow=RefreshMarketDataWorkflow,
     activities=lambda settings, pool: {
         queues.DEFAULT: [MarketActivities(settings, pool).refresh_market_data]
@@ -183,7 +192,6 @@ REFRESH_MARKET_DATA = JobKind(
     priority=4,
 )
 SEND_DIGEST_EMAILS = JobKind(
-    input=ScheduledRun,
     workflow=SendDigestEmailsWorkflow,
     activities=digest_activities,
     schedule="daily",
