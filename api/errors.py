@@ -223,6 +223,11 @@ def problem(description: str, **headers: str) -> dict[str, Any]:
     return entry
 
 
+def lookup_errors(what: str, id_param: str) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a GET by id: 404 for an unknown id, 422 for one out of pattern."""
+    return {404: problem(f"no {what} with this id"), 422: problem(f"a `{id_param}` out of pattern")}
+
+
 RETRY_AFTER = "seconds to wait before trying again"
 
 # Any route that reads or writes the database can meet its outage.

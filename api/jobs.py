@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.service import RPCError
 
 from api.context import ContextParam
-from api.errors import BODY_ERRORS, UNAUTHORIZED, ApiError, problem
+from api.errors import BODY_ERRORS, UNAUTHORIZED, ApiError, lookup_errors, problem
 from api.reports import TEMPORAL_DOWN, require_token
 from offload.jobs.control import (
     STATUSES,
@@ -94,10 +94,7 @@ async def get_jobs(
 @router.get(
     "/jobs/{workflow_id}",
     response_model=JobInfo,
-    responses={
-        404: problem("no job with this id"),
-        422: problem("a `workflow_id` out of pattern"),
-    },
+    responses=lookup_errors("job", "workflow_id"),
 )
 async def get_job(workflow_id: WorkflowId, context: ContextParam) -> JobInfo:
     """One job by its workflow id."""

@@ -16,7 +16,15 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import ContextParam
-from api.errors import BODY_ERRORS, RETRY_AFTER, UNAUTHORIZED, ApiError, problem, unavailable
+from api.errors import (
+    BODY_ERRORS,
+    RETRY_AFTER,
+    UNAUTHORIZED,
+    ApiError,
+    lookup_errors,
+    problem,
+    unavailable,
+)
 from offload.jobs.reports import enqueue_report, new_report_job
 from offload.jobs.start import StartOptions
 from offload.kinds import HIGHEST_PRIORITY, LOWEST_PRIORITY
@@ -167,10 +175,7 @@ async def create_report(body: ReportRequest, context: ContextParam) -> Any:
 @router.get(
     "/reports/{report_id}",
     response_model=ReportStatus,
-    responses={
-        404: problem("no report with this id"),
-        422: problem("a `report_id` out of pattern"),
-    },
+    responses=lookup_errors("report", "report_id"),
 )
 async def get_report(
     report_id: Annotated[str, Path(pattern=REPORT_ID_PATTERN)], context: ContextParam

@@ -36,7 +36,7 @@ from typing import Any
 
 from activities.email import EmailActivities
 from bench.email import email_job, percentile
-from bench.rows import Row, at_most, print_and_exit
+from bench.rows import Row, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload.db import QUERIES, Pool, create_pool
 from offload.jobs.email import enqueue_email
@@ -266,17 +266,16 @@ async def measure() -> list[Row]:
                 await pool.close()
     load = load_note()
     own_p50, dbos_p50 = statistics.median(offload[0]), statistics.median(dbos[0])
-    goal, met = at_most(own_p50 / dbos_p50, 2)
     sides = 3 + (celery is not None)
     rows = [
-        Row(
+        Row.with_goal(
+            "<=",
+            2,
             name="email p50 vs DBOS (same emails, sink, PostgreSQL)",
             figure=f"{own_p50:.1f} ms (p99 {percentile(offload[0], 99):.0f}), {offload[1]:.0f}/s",
             baseline=f"{dbos_p50:.1f} ms (p99 {percentile(dbos[0], 99):.0f}), "
             f"{dbos[1]:.0f}/s DBOS 1-step workflow",
             ratio=own_p50 / dbos_p50,
-            goal=goal,
-            met=met,
             note=f"{SAMPLES} one at a time and a batch of {BATCH} per side, the sides one "
             f"after another; {delivered}/{sides * (WARMUP + SAMPLES + BATCH)} messages "
             f"reached the sink; ratio = Offload / peer; {load}",

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from offload.tables import table
 
@@ -23,6 +23,22 @@ class Row:
     goal: str  # e.g. "<= 1.2"
     met: bool
     note: str = ""
+
+    @classmethod
+    def with_goal(
+        cls,
+        bound: Literal["<=", ">="],
+        limit: float,
+        *,
+        name: str,
+        figure: str,
+        baseline: str,
+        ratio: float,
+        note: str = "",
+    ) -> Row:
+        """A row whose goal is `ratio <= limit` or `ratio >= limit`, met or not."""
+        goal, met = (at_most if bound == "<=" else at_least)(ratio, limit)
+        return cls(name, figure, baseline, ratio, goal, met, note)
 
 
 def at_most(ratio: float, limit: float) -> tuple[str, bool]:

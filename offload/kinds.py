@@ -9,7 +9,8 @@ schedules come from the kinds with a `schedule`. Adding a kind is one workflow m
 activity module and one entry here (docs/adding-a-job-kind.md).
 
 Workflows do not import this module: it imports every activity module, which the workflow
-sandbox must not load. A workflow names its kind in `run_job(...)` with the same `name`.
+sandbox must not load. So a kind's name is declared on its workflow class (`KIND`), which
+the workflow's `run_job(...)` and the declaration here both read.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from activities.reports import ReportActivities
 from activities.sessions import SessionActivities
 from offload import queues
 from offload.db import Pool
-from offload.models import EmailJob, ReportJob, RetryConfig, ScheduledRun
+from offload.models import RetryConfig
 from offload.settings import Settings
 from workflows.email import SendEmailWorkflow
 from workflows.maintenance import (
@@ -58,10 +59,10 @@ def settings_retry(settings: Settings) -> RetryConfig:
 class JobKind:
     """One kind of job, as everything outside its workflow sees it.
 
+    Its workflow class declares the rest: the kind's name (`KIND`) and, in its run method's
+    signature, the input model.
+
     Attributes:
-        name: the kind's name: outbox rows, dead-letter entries (`offload dlq list --kind`),
-            the schedule id of a scheduled kind. Its workflow passes the same to `run_job`.
-        input: the pydantic model its workflow takes.
         workflow: its workflow class; the class's workflow type labels the metrics.
         activities: builds the activities its workflow calls, by the queue they run on.
         workflow_id: the id of the job `job`; starting the same id twice runs one job.
@@ -78,8 +79,6 @@ class JobKind:
             `workflows.pause.run_unless_paused`).
     """
 
-    name: str
-    input: type[BaseModel]
     workflow: type[Any]
     activities: Callable[[Settings, Pool], Activities]
     workflow_id: Callable[[Any], str] | None = None
@@ -89,6 +88,28 @@ class JobKind:
     dead_letters: bool = True
     priority: int = 3
     pausable: bool = False
+
+    def __post_init__(self) -> None:
+        # A kind declared wrong fails where it is declared, not when its first job runs.
+        if not isinstance(getattr(self.workflow, "KIND", None), str):
+            raise TypeError(f"{self.workflow.__name__} declares no KIND (its job kind's name)")
+        _ = self.input
+
+    @property
+    def name(self) -> str:
+        """The kind's name, its workflow's `KIND`: outbox rows, dead-letter entries
+        (`offload dlq list --kind`), the schedule id of a scheduled kind."""
+        name: str = self.workflow.KIND
+        return name
+
+    @property
+    def input(self) -> type[BaseModel]:
+        """The pydantic model its workflow's run method takes (the outbox reads rows into it)."""
+        arg_types = workflow._Definition.must_from_class(self.workflow).arg_types or []
+        if len(arg_types) != 1 or not issubclass(arg_types[0], BaseModel):
+            raise TypeError(f"{self.workflow.__name__}.run does not take one pydantic model")
+        model: type[BaseModel] = arg_types[0]
+        return model
 
     @property
     def workflow_type(self) -> str:
@@ -123,8 +144,6 @@ def digest_activities(settings: Settings, pool: Pool) -> Activities:
 
 
 EMAIL = JobKind(
-    name="email",
-    input=EmailJob,
     workflow=SendEmailWorkflow,
     activities=email_activities,
     workflow_id=lambda job: job.workflow_id,
@@ -134,16 +153,12 @@ EMAIL = JobKind(
     pausable=True,
 )
 REPORT = JobKind(
-    name="report",
-    input=ReportJob,
     workflow=GenerateReportWorkflow,
     activities=report_activities,
     workflow_id=lambda job: job.workflow_id,
     description="a leads report in chunks: a CSV file and a report-ready email",
 )
 SYNC_LEAD_SCORES = JobKind(
-    name="sync-lead-scores",
-    input=ScheduledRun,
     workflow=SyncLeadScoresWorkflow,
     activities=lambda settings, pool: {queues.DEFAULT: [LeadActivities(pool).score_leads]},
     schedule="hourly",
@@ -151,8 +166,6 @@ SYNC_LEAD_SCORES = JobKind(
     priority=4,
 )
 CLEANUP_EXPIRED_SESSIONS = JobKind(
-    name="cleanup-expired-sessions",
-    input=ScheduledRun,
     workflow=CleanupExpiredSessionsWorkflow,
     activities=lambda settings, pool: {
         queues.DEFAULT: [SessionActivities(pool).delete_expired_sessions]
@@ -162,8 +175,6 @@ CLEANUP_EXPIRED_SESSIONS = JobKind(
     priority=5,
 )
 DAILY_REPORT = JobKind(
-    name="daily-report",
-    input=ScheduledRun,
     workflow=DailyReportWorkflow,
     # Its reports are jobs of the `report` kind, run by that kind's activities.
     activities=lambda settings, pool: {queues.DEFAULT: [LeadActivities(pool).list_agent_ids]},
@@ -172,8 +183,6 @@ DAILY_REPORT = JobKind(
     priority=4,
 )
 REFRESH_MARKET_DATA = JobKind(
-    name="refresh-market-data",
-    input=ScheduledRun,
     workflow=RefreshMarketDataWorkflow,
     activities=lambda settings, pool: {
         queues.DEFAULT: [MarketActivities(settings, pool).refresh_market_data]
@@ -183,8 +192,6 @@ REFRESH_MARKET_DATA = JobKind(
     priority=4,
 )
 SEND_DIGEST_EMAILS = JobKind(
-    name="send-digest-emails",
-    input=ScheduledRun,
     workflow=SendDigestEmailsWorkflow,
     activities=digest_activities,
     schedule="daily",

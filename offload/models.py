@@ -7,6 +7,7 @@ histories recorded before they existed still replay.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -14,6 +15,15 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def field_of(model: type[BaseModel], name: str) -> Any:
+    """`model`'s field `name`, default and bounds, for a model that carries it too.
+
+    `Settings` carries `RetryConfig`'s fields as `retry_<name>`; `ReportJob`, `ScheduledRun`
+    and `Settings` carry `ReportTuning`'s. Declared as `x: float = field_of(Model, "x")`.
+    """
+    return copy.copy(model.model_fields[name])
 
 
 class RetryConfig(BaseModel):
@@ -223,9 +233,9 @@ class ReportJob(BaseModel):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     # Tuning the starter fills from settings (a workflow cannot read them).
     chunk_rows: int | None = Field(None, ge=1)  # None: the worker's OFFLOAD_REPORT_CHUNK_ROWS
-    max_parallel_chunks: int = Field(4, ge=1)
-    heartbeat_timeout_seconds: float = Field(30.0, gt=0)
-    chunks_per_run: int = Field(200, ge=1)
+    max_parallel_chunks: int = field_of(ReportTuning, "max_parallel_chunks")
+    heartbeat_timeout_seconds: float = field_of(ReportTuning, "heartbeat_timeout_seconds")
+    chunks_per_run: int = field_of(ReportTuning, "chunks_per_run")
     # Carried over continue-as-new, so a new run neither plans again nor re-runs chunks.
     plan: ReportPlan | None = None
     done_chunks: list[ReportChunkResult] = Field(default_factory=list)
@@ -364,10 +374,14 @@ class RedrivePage(BaseModel):
 
 
 class DiscardRequest(BaseModel):
+    """The entries to discard, by id."""
+
     ids: list[str] = Field(default_factory=list)
 
 
 class DiscardResult(BaseModel):
+    """The ids of the entries a discard marked discarded, in order."""
+
     discarded: list[str] = Field(default_factory=list)
 
 
@@ -397,6 +411,8 @@ class DeadLetterLookup(BaseModel):
 
 
 class DeadLetterRefs(BaseModel):
+    """The entries a `DeadLetterLookup` found, in its order."""
+
     refs: list[DeadLetterRef] = Field(default_factory=list)
 
 
@@ -432,9 +448,9 @@ class ScheduledRun(BaseModel):
     parallel_batches: int = Field(1, ge=1, le=100)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     # daily-report: the report jobs' tuning, from the OFFLOAD_REPORT_* settings at apply time.
-    report_max_parallel_chunks: int = Field(4, ge=1)
-    report_heartbeat_timeout_seconds: float = Field(30.0, gt=0)
-    report_chunks_per_run: int = Field(200, ge=1)
+    report_max_parallel_chunks: int = field_of(ReportTuning, "max_parallel_chunks")
+    report_heartbeat_timeout_seconds: float = field_of(ReportTuning, "heartbeat_timeout_seconds")
+    report_chunks_per_run: int = field_of(ReportTuning, "chunks_per_run")
 
 
 class TimeWindow(BaseModel):

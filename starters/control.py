@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from offload.db import create_pool
 from offload.jobs.control import (
     OPEN,
     STATUSES,
@@ -28,7 +29,14 @@ from offload.jobs.start import StartOptions, parse_duration, parse_time
 from offload.kinds import HIGHEST_PRIORITY, LOWEST_PRIORITY, names, pausable_kinds
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.console import CommandError, print_json
+from starters.console import (
+    CommandError,
+    Commands,
+    add_command,
+    add_command_group,
+    database,
+    print_json,
+)
 
 
 def add_start_arguments(parser: argparse.ArgumentParser) -> None:
@@ -159,16 +167,19 @@ async def cancel_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _kind_error(err: JobInputError) -> CommandError:
-    # KIND is an argument, not a --kind option.
-    return CommandError(f"KIND: {err}")
+@contextmanager
+def _kind_argument() -> Iterator[None]:
+    """A bad kind is the KIND argument's fault here: it is not a --kind option."""
+    try:
+        yield
+    except JobInputError as err:
+        raise CommandError(f"KIND: {err}") from None
 
 
 async def pause_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.list == (args.kind is not None):
         raise CommandError("give a KIND to pause, or --list")
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         if args.list:
             found = await paused_kinds(pool)
             if args.json:
@@ -179,12 +190,8 @@ async def pause_command(args: argparse.Namespace, settings: Settings) -> int:
                 reason = f"  {paused.reason}" if paused.reason else ""
                 print(f"{paused.kind}  paused since {_when(paused.paused_at)} UTC{reason}")
             return 0
-        try:
+        with _kind_argument():
             result = await pause_kind(pool, args.kind, args.reason or "")
-        except JobInputError as err:
-            raise _kind_error(err) from None
-    finally:
-        await pool.close()
     if args.json:
         print_json(result.model_dump(mode="json"))
     elif result.changed:
@@ -196,13 +203,9 @@ async def pause_command(args: argparse.Namespace, settings: Settings) -> int:
 
 async def resume_command(args: argparse.Namespace, settings: Settings) -> int:
     client = await connect(settings)
-    pool = await create_pool(settings, max_size=2)
-    try:
-        result = await resume_kind(client, settings, pool, args.kind)
-    except JobInputError as err:
-        raise _kind_error(err) from None
-    finally:
-        await pool.close()
+    async with database(settings, max_size=2) as pool:
+        with _kind_argument():
+            result = await resume_kind(client, settings, pool, args.kind)
     if args.json:
         print_json(result.model_dump(mode="json"))
     else:
@@ -211,32 +214,33 @@ async def resume_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    jobs = commands.add_parser(
+def add_commands(commands: Commands) -> None:
+    jobs = add_command_group(
+        commands,
         "jobs",
         help="list, show and cancel jobs",
         description="Jobs from Temporal visibility: kind, status, priority, attempts, times.",
     )
-    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
 
-    parser = jobs_commands.add_parser("list", help="list jobs, newest first")
+    parser = add_command(jobs, "list", list_command, help="list jobs, newest first", with_json=True)
     parser.add_argument("--kind", choices=names(), help="only jobs of this kind")
     parser.add_argument("--status", choices=list(STATUSES), help="only jobs in this status")
     parser.add_argument("--since", help="only jobs started within this long (90s, 10m, 2h, 1d)")
     parser.add_argument("--limit", type=int, default=50, help="at most this many (50)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=list_command)
 
-    parser = jobs_commands.add_parser("show", help="one job, with its Web UI link")
+    parser = add_command(
+        jobs, "show", show_command, help="one job, with its Web UI link", with_json=True
+    )
     parser.add_argument("id", metavar="ID", help="workflow id (as `offload jobs list` prints)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=show_command)
 
-    parser = jobs_commands.add_parser(
+    parser = add_command(
+        jobs,
         "cancel",
+        cancel_command,
         help="cancel jobs by id, or every open job of a kind",
         description="A cancelled job ends Canceled; a send in progress finishes first, and "
         "nothing is dead-lettered. --kind cancels with one Temporal batch operation.",
+        with_json=True,
     )
     parser.add_argument("ids", nargs="*", metavar="ID", help="workflow ids")
     parser.add_argument("--kind", choices=names(), help="every open job of this kind")
@@ -248,23 +252,22 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--yes", action="store_true", help="with --kind: do not ask first")
     parser.add_argument("--reason", help="why (the Web UI shows it)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=cancel_command)
 
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "pause",
+        pause_command,
         help="pause a kind of job (--list: the paused kinds)",
         description="Its jobs make no attempt, spend no retry and are not dead-lettered "
         "until `offload resume KIND`; then they carry on where they were. "
         f"Pausable kinds: {', '.join(pausable_kinds())}.",
+        with_json=True,
     )
     parser.add_argument("kind", nargs="?", metavar="KIND", help="the kind to pause")
     parser.add_argument("--reason", help="why (shown by --list)")
     parser.add_argument("--list", action="store_true", help="list the paused kinds")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=pause_command)
 
-    parser = commands.add_parser("resume", help="resume a paused kind of job")
+    parser = add_command(
+        commands, "resume", resume_command, help="resume a paused kind of job", with_json=True
+    )
     parser.add_argument("kind", metavar="KIND", help="the kind to resume")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=resume_command)

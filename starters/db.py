@@ -6,18 +6,15 @@ import argparse
 import time
 from datetime import UTC, date, datetime
 
-from offload.db import create_pool, migrate
+from offload.db import migrate
 from offload.seed import seed
 from offload.settings import Settings
-from starters.console import CommandError
+from starters.console import CommandError, Commands, add_command, add_command_group, database
 
 
 async def migrate_command(args: argparse.Namespace, settings: Settings) -> int:
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         applied = await migrate(pool)
-    finally:
-        await pool.close()
     if applied:
         for name in applied:
             print(f"applied {name}")
@@ -38,13 +35,10 @@ async def seed_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.leads < 0 or args.agents < 1:
         raise CommandError("--leads must be >= 0 and --agents >= 1")
     end = parse_day(args.end, "--end") if args.end else datetime.now(UTC).date()
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         await migrate(pool)
         began = time.monotonic()
         done = await seed(pool, leads=args.leads, agents=args.agents, seed=args.seed, end=end)
-    finally:
-        await pool.close()
     print(
         f"seeded {done.leads} leads for {done.agents} agents "
         f"({done.first_day} to {done.last_day}) in {time.monotonic() - began:.1f}s"
@@ -52,17 +46,19 @@ async def seed_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    db = commands.add_parser("db", help="database tasks", description="Database tasks.")
-    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
-    parser = db_commands.add_parser(
+def add_commands(commands: Commands) -> None:
+    db = add_command_group(commands, "db", help="database tasks", description="Database tasks.")
+    add_command(
+        db,
         "migrate",
+        migrate_command,
         help="apply pending migrations",
         description="Apply pending migrations, once each.",
     )
-    parser.set_defaults(handler=migrate_command)
-    parser = db_commands.add_parser(
+    parser = add_command(
+        db,
         "seed",
+        seed_command,
         help="load realistic agents and leads (COPY)",
         description="Add agents agent1@example.com... (reused if present, digest subscribed) "
         "and leads spread over the year before --end. The same --seed and --end give the "
@@ -72,4 +68,3 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--agents", type=int, default=10, help="agents to spread them over (10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--end", help="the day after the last lead, YYYY-MM-DD (today, UTC)")
-    parser.set_defaults(handler=seed_command)

@@ -1,7 +1,7 @@
 """`offload dlq list|show|redrive|discard`: inspect and act on the dead-letter queue.
 
-Listing and showing read the `dead_letters` table; redrive and discard are updates of
-the `dead-letters` workflow, which checks and records every change.
+The commands print what `offload.jobs.dead_letters` reads and changes, and map its errors
+to exit codes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from offload import kinds
-from offload.db import QUERIES, create_pool
+from offload.db import QUERIES
 from offload.jobs.dead_letters import (
     STATUSES,
     check_ids,
@@ -25,7 +25,14 @@ from offload.models import DiscardRequest, RedriveRequest, redrive_workflow_id
 from offload.settings import Settings
 from offload.tables import table
 from offload.temporal import connect
-from starters.console import CommandError, print_json
+from starters.console import (
+    CommandError,
+    Commands,
+    add_command,
+    add_command_group,
+    database,
+    print_json,
+)
 
 
 def _table(rows: list[dict[str, Any]]) -> None:
@@ -51,11 +58,8 @@ def _table(rows: list[dict[str, Any]]) -> None:
 
 
 async def list_command(args: argparse.Namespace, settings: Settings) -> int:
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         rows = await list_dead_letters(pool, args.kind, args.status)
-    finally:
-        await pool.close()
     if args.json:
         print_json(rows)
     else:
@@ -65,11 +69,8 @@ async def list_command(args: argparse.Namespace, settings: Settings) -> int:
 
 async def show_command(args: argparse.Namespace, settings: Settings) -> int:
     [entry_id] = check_ids([args.id])
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         entry = await find_dead_letter(pool, entry_id)
-    finally:
-        await pool.close()
     if entry is None:
         raise CommandError(f"ID {entry_id} names no dead-letter entry")
     if args.json:
@@ -118,11 +119,8 @@ async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
     request = RedriveRequest(
         ids=check_ids(args.ids), kind=args.kind, error_type=args.error_type, rate=args.rate
     )
-    pool = await create_pool(settings, max_size=2)
-    try:
+    async with database(settings, max_size=2) as pool:
         entries = await redrivable(pool, request)
-    finally:
-        await pool.close()
     if args.dry_run:
         _dry_run(request, entries, args.json)
         return 0
@@ -136,11 +134,8 @@ async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
         if not args.json:
             print(f"started   {started} of {total}", flush=True)
 
-    pool = await create_pool(settings, max_size=1)
-    try:
+    async with database(settings, max_size=1) as pool:
         result = await redrive(await connect(settings), settings, request, progress)
-    finally:
-        await pool.close()
     if args.json:
         print_json(result.model_dump(mode="json"))
     elif not result.redriven:
@@ -191,32 +186,35 @@ async def discard_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dlq = commands.add_parser(
+def add_commands(commands: Commands) -> None:
+    dlq = add_command_group(
+        commands,
         "dlq",
         help="inspect, redrive and discard dead-lettered jobs",
         description="The dead-letter queue: jobs that ran out of retries or failed for good.",
     )
-    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
 
-    parser = dlq_commands.add_parser("list", help="list entries, newest failure first")
+    parser = add_command(
+        dlq, "list", list_command, help="list entries, newest failure first", with_json=True
+    )
     parser.add_argument(
         "--kind", help=f"only entries of this job kind ({', '.join(kinds.names())})"
     )
     parser.add_argument("--status", choices=STATUSES, help="only entries in this status")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=list_command)
 
-    parser = dlq_commands.add_parser("show", help="show one entry, with its input and error")
+    parser = add_command(
+        dlq, "show", show_command, help="show one entry, with its input and error", with_json=True
+    )
     parser.add_argument("id", metavar="ID", help="entry id (dl-...)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=show_command)
 
-    parser = dlq_commands.add_parser(
+    parser = add_command(
+        dlq,
         "redrive",
+        redrive_command,
         help="start dead entries' jobs again",
         description="Start each entry's workflow again with its original input, under "
         "<workflow id>-redrive-<n>. An entry is redriven at most once.",
+        with_json=True,
     )
     parser.add_argument("ids", nargs="*", metavar="ID", help="entry ids")
     parser.add_argument("--kind", help="every dead entry of this job kind")
@@ -230,10 +228,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--dry-run", action="store_true", help="print what would start, and start nothing"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=redrive_command)
 
-    parser = dlq_commands.add_parser("discard", help="mark dead entries discarded (never redriven)")
+    parser = add_command(
+        dlq,
+        "discard",
+        discard_command,
+        help="mark dead entries discarded (never redriven)",
+        with_json=True,
+    )
     parser.add_argument("ids", nargs="+", metavar="ID", help="entry ids")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(handler=discard_command)

@@ -8,13 +8,12 @@ import asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from offload.db import create_pool
 from offload.jobs.reports import enqueue_report, new_report_job
 from offload.jobs.start import workflow_ui_url
 from offload.models import ReportProgress, ReportResult, report_workflow_id
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.console import CommandError, print_json
+from starters.console import CommandError, database, print_json
 from starters.control import add_start_arguments, start_options
 from starters.db import parse_day
 from workflows.reports import GenerateReportWorkflow
@@ -60,12 +59,9 @@ async def report_command(args: argparse.Namespace, settings: Settings) -> int:
         end=parse_day(args.end, "--end"),
     )
     options = start_options(args)
-    pool = await create_pool(settings, max_size=1)
-    try:
+    async with database(settings, max_size=1) as pool:
         client = await connect(settings)
         handle = await enqueue_report(client, settings, pool, job, options)
-    finally:
-        await pool.close()
     print(f"queued {handle.id}")
     print(f"  {workflow_ui_url(settings, handle.id)}")
     if args.wait:

@@ -14,7 +14,7 @@ from typing import Any
 from offload.jobs.schedules import apply_schedules, list_schedules
 from offload.settings import Settings
 from offload.temporal import connect
-from starters.console import print_json
+from starters.console import Commands, add_command, add_command_group, print_json
 
 
 def describe_behind(row: dict[str, Any]) -> str:
@@ -69,26 +69,29 @@ async def list_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
+def add_commands(commands: Commands) -> None:
+    schedules = add_command_group(
+        commands,
         "schedules",
         help="create, update and list the Temporal Schedules",
         description="The hourly and daily jobs as Temporal Schedules "
         "(manage them with `temporal schedule ...` too).",
     )
-    sub = parser.add_subparsers(dest="schedules_command", required=True, metavar="ACTION")
-    apply = sub.add_parser(
+    apply = add_command(
+        schedules,
         "apply",
+        apply_command,
         help="create or update every schedule; print created/updated/unchanged",
         description="Make the server's schedules match the declared ones. Idempotent.",
+        with_json=True,
     )
     apply.add_argument(
         "--prune", action="store_true", help="delete Offload schedules no longer declared"
     )
-    apply.add_argument("--json", action="store_true", help="print JSON")
-    apply.set_defaults(handler=apply_command)
-    listing = sub.add_parser(
-        "list", help="each schedule: paused or not, next runs, windows behind, last result"
+    add_command(
+        schedules,
+        "list",
+        list_command,
+        help="each schedule: paused or not, next runs, windows behind, last result",
+        with_json=True,
     )
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(handler=list_command)

@@ -33,7 +33,7 @@ from offload.dev.stack import (
 from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
-from tests.harness import running_worker
+from tests.harness import create_database, running_worker
 
 TEMPLATE_DB = "offload_template"
 
@@ -61,12 +61,8 @@ async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Em
         tmp_path_factory.mktemp("pg") / "data", port=free_port(), durable=False
     )
     await server.start()
-    conn = await asyncpg.connect(server.dsn())
-    try:
-        await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(server.dsn(TEMPLATE_DB), min_size=1, max_size=1)
+    template = await create_database(server, TEMPLATE_DB)
+    pool = await asyncpg.create_pool(template, min_size=1, max_size=1)
     try:
         await migrate(pool)
     finally:
@@ -78,13 +74,7 @@ async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Em
 @pytest.fixture
 async def database_url(postgres: EmbeddedPostgres) -> str:
     """A fresh, migrated database for this test."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(postgres.dsn())
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
-    finally:
-        await conn.close()
-    return postgres.dsn(name)
+    return await create_database(postgres, f"test_{uuid.uuid4().hex[:16]}", TEMPLATE_DB)
 
 
 @pytest.fixture(scope="session")

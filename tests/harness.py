@@ -15,14 +15,27 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from temporalio.client import Client
 
 from offload import queues
 from offload.db import Pool
-from offload.dev.stack import find_binary
+from offload.dev.stack import EmbeddedPostgres, find_binary
 from offload.settings import Settings
 from workers.main import build_services, build_workers, run_workers
+
+
+async def create_database(postgres: EmbeddedPostgres, name: str, template: str = "") -> str:
+    """A new database on the embedded server (a copy of `template`, if named); its DSN."""
+    conn = await asyncpg.connect(postgres.dsn())
+    try:
+        await conn.execute(
+            f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "")
+        )
+    finally:
+        await conn.close()
+    return postgres.dsn(name)
 
 
 @asynccontextmanager

@@ -99,7 +99,7 @@ async def run_job(
 
     Every job workflow's run method is one call to this:
 
-        return await run_job("email", job, lambda: workflow.execute_activity_method(...))
+        return await run_job(self.KIND, job, lambda: workflow.execute_activity_method(...))
 
     "For good" is an `ActivityError` or `ChildWorkflowError` escaping `body`: Temporal
     raises them only once retries are exhausted, the error was non-retryable, or the

@@ -41,6 +41,9 @@ SEND_TIMEOUT = timedelta(seconds=60)
 class SendEmailWorkflow:
     """Send one email; the workflow id `email-<idempotency key>` makes queueing it idempotent."""
 
+    # The name of its job kind: `offload/kinds.py` and `run_job` both read it.
+    KIND = "email"
+
     def __init__(self) -> None:
         # Attempts made before the queued activity: the dead-letter entry counts them too.
         self.local_attempts = 0
@@ -53,7 +56,7 @@ class SendEmailWorkflow:
         # Between attempts (waiting to retry, or paused) a cancel takes effect at once.
         if workflow.patched(CANCEL_WAITS_FOR_SEND):
             self.cancellation = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-        return await run_job("email", job, lambda: self.send(job), lambda: self.local_attempts)
+        return await run_job(self.KIND, job, lambda: self.send(job), lambda: self.local_attempts)
 
     async def send(self, job: EmailJob) -> EmailResult:
         if not workflow.patched(LOCAL_FIRST_ATTEMPT):

@@ -3,6 +3,7 @@
 Each takes its window from the time its schedule meant it to run
 (`TemporalScheduledStartTime`), so a late, caught-up or backfilled run covers its own window.
 Each `run` is one call to the job's body, so the whole job can be wrapped in one line.
+Each class names its job kind in `KIND`, which `offload/kinds.py` and `run_job` both read.
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ def queue(name: str) -> str:
 class SyncLeadScoresWorkflow:
     """`sync-lead-scores`: rescore the leads updated in the hour before the scheduled time."""
 
+    KIND = "sync-lead-scores"
+
     @workflow.run
     async def run(self, job: ScheduledRun) -> LeadScoreResult:
         job = pinned(job)
-        return await run_job("sync-lead-scores", job, lambda: self.sync(job))
+        return await run_job(self.KIND, job, lambda: self.sync(job))
 
     async def sync(self, job: ScheduledRun) -> LeadScoreResult:
         return await workflow.execute_activity_method(
@@ -95,10 +98,12 @@ class SyncLeadScoresWorkflow:
 class CleanupExpiredSessionsWorkflow:
     """`cleanup-expired-sessions`: delete the sessions expired at the scheduled time."""
 
+    KIND = "cleanup-expired-sessions"
+
     @workflow.run
     async def run(self, job: ScheduledRun) -> SessionCleanupResult:
         job = pinned(job)
-        return await run_job("cleanup-expired-sessions", job, lambda: self.cleanup(job))
+        return await run_job(self.KIND, job, lambda: self.cleanup(job))
 
     async def cleanup(self, job: ScheduledRun) -> SessionCleanupResult:
         return await workflow.execute_activity_method(
@@ -120,10 +125,12 @@ def daily_report_id(day: date, agent_id: int) -> str:
 class DailyReportWorkflow:
     """`daily-report`: yesterday's leads report for each agent, as report jobs."""
 
+    KIND = "daily-report"
+
     @workflow.run
     async def run(self, job: ScheduledRun) -> DailyReportResult:
         job = pinned(job)
-        return await run_job("daily-report", job, lambda: self.report(job))
+        return await run_job(self.KIND, job, lambda: self.report(job))
 
     async def report(self, job: ScheduledRun) -> DailyReportResult:
         day, _ = previous_day(scheduled_at(job), job.time_zone)
@@ -178,10 +185,12 @@ class DailyReportWorkflow:
 class RefreshMarketDataWorkflow:
     """`refresh-market-data`: fetch the feed and store it as yesterday's market data."""
 
+    KIND = "refresh-market-data"
+
     @workflow.run
     async def run(self, job: ScheduledRun) -> MarketRefreshResult:
         job = pinned(job)
-        return await run_job("refresh-market-data", job, lambda: self.refresh(job))
+        return await run_job(self.KIND, job, lambda: self.refresh(job))
 
     async def refresh(self, job: ScheduledRun) -> MarketRefreshResult:
         day, _ = previous_day(scheduled_at(job), job.time_zone)
@@ -199,10 +208,12 @@ class RefreshMarketDataWorkflow:
 class SendDigestEmailsWorkflow:
     """`send-digest-emails`: each subscribed agent's new leads, once per agent and day."""
 
+    KIND = "send-digest-emails"
+
     @workflow.run
     async def run(self, job: ScheduledRun) -> DigestResult:
         job = pinned(job)
-        return await run_job("send-digest-emails", job, lambda: self.send(job))
+        return await run_job(self.KIND, job, lambda: self.send(job))
 
     async def send(self, job: ScheduledRun) -> DigestResult:
         day, window = previous_day(scheduled_at(job), job.time_zone)

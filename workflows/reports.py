@@ -31,6 +31,9 @@ with workflow.unsafe.imports_passed_through():
 class GenerateReportWorkflow:
     """One report, id `report-<report id>`; its `progress` query answers while it runs."""
 
+    # The name of its job kind: `offload/kinds.py` and `run_job` both read it.
+    KIND = "report"
+
     def __init__(self) -> None:
         self._report_id = ""
         self._status: ReportStatus = "planning"
@@ -42,7 +45,7 @@ class GenerateReportWorkflow:
 
     @workflow.run
     async def run(self, job: ReportJob) -> ReportResult:
-        return await run_job("report", job, lambda: self.generate(job))
+        return await run_job(self.KIND, job, lambda: self.generate(job))
 
     async def generate(self, job: ReportJob) -> ReportResult:
         """The whole job as one awaitable (so a failure path can wrap it in one line)."""

@@ -12,35 +12,25 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext
 from pydantic import SecretStr
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client
 
 from api.app import create_app
 from offload.db import Pool
 from offload.dev.stack import SmtpSink
 from offload.jobs.dead_letters import find_dead_letter, list_dead_letters
-from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
 from offload.settings import Settings
 from tests.api import eventually, serving
+from tests.dead_letters import refused_email
 
 TOKEN = "operator-token-" + uuid.uuid4().hex
-REFUSED = "550 5.1.1 No such user"
 
 
 async def dead_letter_of(
     client: Client, settings: Settings, pool: Pool, sink: SmtpSink, to: str
 ) -> EmailJob:
     """A lead-confirmation email to `to` that the SMTP server refuses: one dead entry."""
-    sink.rules.set(to, REFUSED)
-    job = EmailJob(
-        to=to,
-        template="lead-confirmation",
-        data={"name": "Ada Lovelace", "property": "12 Harbour View"},
-        idempotency_key=str(uuid.uuid4()),
-        retry=settings.retry,
-    )
-    with pytest.raises(WorkflowFailureError):
-        await (await enqueue_email(client, settings, job)).result()
+    job, _ = await refused_email(client, settings, sink, to)
 
     async def recorded() -> bool:
         rows = await list_dead_letters(pool)
@@ -50,13 +40,9 @@ async def dead_letter_of(
     return job
 
 
+@pytest.mark.usefixtures("worker")
 async def test_an_operator_logs_in_sees_an_entry_redrives_it_and_sees_it_redriven(
-    browser: BrowserContext,
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    worker: None,
+    browser: BrowserContext, client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     job = await dead_letter_of(client, settings, pool, smtp_sink, "ada@example.com")
     await dead_letter_of(client, settings, pool, smtp_sink, "grace@example.com")

@@ -12,6 +12,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
@@ -32,8 +33,9 @@ MAX_EXAMPLES = 15
 RUN_TIMEOUT_SECONDS = 100
 
 
+@pytest.mark.usefixtures("worker")
 async def test_schemathesis_finds_nothing_with_every_check(
-    settings: Settings, pool: Pool, client: Client, worker: None, tmp_path: Path
+    settings: Settings, pool: Pool, client: Client, tmp_path: Path
 ) -> None:
     await seed_leads(pool, leads=20, agents=1)
     # The contract, not the rate limit (tests/e2e/test_api_rate_limits.py): one client, many cases.

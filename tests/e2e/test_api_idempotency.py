@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
 from offload.db import Pool
 from offload.dev.stack import SmtpSink
@@ -21,8 +22,9 @@ async def counts(pool: Pool) -> tuple[int, int]:
     return int(leads), int(outbox)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_the_same_key_twice_and_twice_at_once_is_one_lead_one_email_one_answer(
-    api_url: str, pool: Pool, smtp_sink: SmtpSink, worker: None
+    api_url: str, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     sequential, concurrent = str(uuid.uuid4()), str(uuid.uuid4())
     async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:

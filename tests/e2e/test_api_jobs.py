@@ -39,13 +39,9 @@ def fields(response: httpx.Response) -> list[str | None]:
     return [error["field"] for error in response.json()["errors"]]
 
 
+@pytest.mark.usefixtures("worker")
 async def test_jobs_are_listed_shown_and_cancelled_over_http(
-    http: httpx.AsyncClient,
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    worker: None,
+    http: httpx.AsyncClient, client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     job = EmailJob(
         to="ada@example.com",

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from offload.db import Pool
 from tests.api import eventually
@@ -26,8 +27,9 @@ async def add_agents(pool: Pool, count: int) -> list[int]:
     ]
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_posted_lead_goes_to_the_named_agent_or_the_next_in_turn_and_is_in_its_report(
-    api_url: str, pool: Pool, worker: None
+    api_url: str, pool: Pool
 ) -> None:
     first, second = await add_agents(pool, 2)
     lead = {"name": "Ada Lovelace", "email": "ada@example.com", "property": "12 Harbour View"}

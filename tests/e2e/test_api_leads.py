@@ -15,8 +15,9 @@ from offload.models import EmailJob
 from offload.settings import Settings
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_posted_lead_gives_a_row_and_one_confirmation_email(
-    api_url: str, pool: Pool, smtp_sink: SmtpSink, worker: None
+    api_url: str, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     lead = {"name": "Ada Lovelace", "email": "ada@example.com", "property": "12 Harbour View"}
     async with httpx.AsyncClient(base_url=api_url) as http:

@@ -11,6 +11,7 @@ import time
 from contextlib import AsyncExitStack
 
 import httpx
+import pytest
 from temporalio.client import Client
 
 from api.app import create_app
@@ -36,12 +37,9 @@ def lead(n: int, email: str = ADDRESS) -> dict[str, str]:
     return {"name": f"Lead {n}", "email": email, "property": f"{n} Harbour View"}
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_flood_naming_one_address_saves_every_lead_and_sends_it_the_limit(
-    settings: Settings,
-    pool: Pool,
-    client: Client,
-    smtp_sink: SmtpSink,
-    worker: None,
+    settings: Settings, pool: Pool, client: Client, smtp_sink: SmtpSink
 ) -> None:
     own = settings.model_copy(update={"api_recipient_email_limit": 3, "api_client_rate_limit": 10})
     gate = asyncio.Semaphore(20)

@@ -36,8 +36,9 @@ def fields(response: httpx.Response) -> list[str | None]:
     return [error["field"] for error in response.json()["errors"]]
 
 
+@pytest.mark.usefixtures("worker")
 async def test_post_reports_checks_the_token_and_the_fields_then_serves_the_result(
-    http: httpx.AsyncClient, pool: Pool, worker: None
+    http: httpx.AsyncClient, pool: Pool
 ) -> None:
     await seed_leads(pool, leads=400, agents=1)
     agent = int(await pool.fetchval("SELECT min(id) FROM agents"))

@@ -27,8 +27,6 @@ from tests.kind_example.workflows import PingWorkflow
 
 # Step 3 of the tutorial: the declaration (in Offload, one entry of `KINDS` in offload/kinds.py).
 PING = JobKind(
-    name="ping",
-    input=PingJob,
     workflow=PingWorkflow,
     activities=lambda settings, pool: {queues.DEFAULT: [PingActivities(settings, pool).ping_host]},
     workflow_id=lambda job: job.workflow_id,

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from temporalio.client import (
     Client,
-    WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateStage,
 )
@@ -32,31 +31,20 @@ from offload.models import (
     DeadLetterEntry,
     DeadLetterState,
     DiscardRequest,
-    EmailJob,
     RedriveRequest,
 )
 from offload.settings import Settings
 from tests.api import eventually
+from tests.dead_letters import REFUSED, email_to, refused_email
 from tests.harness import offload_process, run_offload, running_worker
 from workflows.dead_letters import DeadLetterWorkflow
 
-REFUSED = "550 5.1.1 No such user"
 HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
-
-
-def email_job(settings: Settings, to: str = "ada@example.com") -> EmailJob:
-    return EmailJob(
-        to=to,
-        template="lead-confirmation",
-        data={"name": "Ada Lovelace", "property": "12 Harbour View"},
-        idempotency_key=str(uuid.uuid4()),
-        retry=settings.retry,
-    )
 
 
 def dead_email(settings: Settings) -> DeadLetterEntry:
     """An email job that failed for good, as `run_job` records it."""
-    job = email_job(settings)
+    job = email_to(settings)
     return DeadLetterEntry(
         kind="email",
         workflow_id=job.workflow_id,
@@ -222,14 +210,11 @@ def started_emails(client: Client, settings: Settings) -> Callable[[], Awaitable
     return count
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_failed_job_started_again_is_not_run_again(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
-    smtp_sink.rules.set("gone@example.com", REFUSED)
-    job = email_job(settings, "gone@example.com")
-    handle = await enqueue_email(client, settings, job)
-    with pytest.raises(WorkflowFailureError):
-        await handle.result()
+    job, handle = await refused_email(client, settings, smtp_sink, "gone@example.com")
     await eventually(lambda: _at_least(pool, 1))
     failed_run = (await handle.describe()).run_id
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,20 +27,9 @@ from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
 from tests.api import eventually
+from tests.dead_letters import REFUSED, email_to, refused_email, timed_out_report
 from tests.harness import run_offload, running_worker
 from workflows.dead_letters import DeadLetterWorkflow
-
-REFUSED = "550 5.1.1 No such user"
-
-
-def email_to(settings: Settings, to: str) -> EmailJob:
-    return EmailJob(
-        to=to,
-        template="lead-confirmation",
-        data={"name": "Ada Lovelace", "property": "12 Harbour View"},
-        idempotency_key=str(uuid.uuid4()),
-        retry=settings.retry,
-    )
 
 
 async def dead_count(pool: Pool) -> int:
@@ -52,14 +40,11 @@ async def summary(client: Client, settings: Settings) -> DeadLetterSummary:
     return await dead_letter_handle(client, settings).query(DeadLetterWorkflow.summary)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_refused_email_is_dead_lettered_then_redriven_and_delivered_once(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
-    smtp_sink.rules.set("ada@example.com", REFUSED)
-    job = email_to(settings, "ada@example.com")
-    handle = await enqueue_email(client, settings, job)
-    with pytest.raises(WorkflowFailureError):
-        await handle.result()
+    job, handle = await refused_email(client, settings, smtp_sink)
 
     async def listed() -> bool:
         return len(await list_dead_letters(pool)) == 1
@@ -99,8 +84,9 @@ async def test_refused_email_is_dead_lettered_then_redriven_and_delivered_once(
     assert (await summary(client, settings)).counts == {"email": {"dead": 0, "redriven": 1}}
 
 
+@pytest.mark.usefixtures("worker")
 async def test_bad_ids_and_arguments_give_clear_errors_and_change_nothing(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     smtp_sink.rules.set("ada@example.com", REFUSED)
     for _ in range(2):
@@ -143,8 +129,9 @@ async def test_bad_ids_and_arguments_give_clear_errors_and_change_nothing(
     assert counts == {"email": {"dead": 1, "discarded": 1}}
 
 
+@pytest.mark.usefixtures("worker")
 async def test_200_jobs_failing_at_once_give_200_entries(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     smtp_sink.rules.set("ada@example.com", REFUSED)
     jobs = [email_to(settings, "ada@example.com") for _ in range(200)]
@@ -182,29 +169,17 @@ async def test_200_jobs_failing_at_once_give_200_entries(
 TOTAL = 2000
 
 
-def entry(n: int) -> DeadLetterEntry:
-    return DeadLetterEntry(
-        kind="report",
-        workflow_id=f"report-{n}",
-        run_id=str(uuid.uuid4()),
-        workflow_type="GenerateReportWorkflow",
-        input={"report_id": str(n)},
-        error_type="Timeout",
-        error_message="timed out (START_TO_CLOSE)",
-        attempts=5,
-        failed_at=datetime.now(UTC),
-    )
-
-
+@pytest.mark.usefixtures("worker")
 async def test_2000_entries_continue_as_new_with_bounded_history(
-    client: Client, settings: Settings, pool: Pool, worker: None
+    client: Client, settings: Settings, pool: Pool
 ) -> None:
     # Signals of 10 entries each (a burst of failures), a low limit: the test stays fast.
     limit = 100
     workflow_id = queues.dead_letters_id(settings.task_queue_prefix)
     queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
     batches = [
-        DeadLetterBatch(entries=[entry(n + i) for i in range(10)]) for n in range(0, TOTAL, 10)
+        DeadLetterBatch(entries=[timed_out_report(str(n + i)) for i in range(10)])
+        for n in range(0, TOTAL, 10)
     ]
     for start in range(0, len(batches), 20):
         await asyncio.gather(

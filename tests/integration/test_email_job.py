@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import PendingActivityState, PendingWorkflowTaskState
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
@@ -56,8 +57,9 @@ async def waiting_for_retry(handle: WorkflowHandle[Any, Any]) -> bool:
     return bool(pending) and pending[0].attempt >= 2 and pending[0].state == SCHEDULED
 
 
+@pytest.mark.usefixtures("worker")
 async def test_one_email_is_delivered_once_with_its_headers_and_body(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     job = lead_email(settings, key="lead-42")
     result = await (await enqueue_email(client, settings, job)).result()
@@ -81,8 +83,9 @@ async def test_one_email_is_delivered_once_with_its_headers_and_body(
     assert row["workflow_id"] == "email-lead-42"
 
 
+@pytest.mark.usefixtures("worker")
 async def test_the_same_key_twice_sends_one_message(
-    client: Client, settings: Settings, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     first = await enqueue_email(client, settings, lead_email(settings, key="same"))
     second = await enqueue_email(client, settings, lead_email(settings, key="same"))
@@ -94,8 +97,9 @@ async def test_the_same_key_twice_sends_one_message(
     assert len(smtp_sink.messages()) == 1
 
 
+@pytest.mark.usefixtures("worker")
 async def test_smtp_down_for_a_while_still_delivers_exactly_once(
-    client: Client, settings: Settings, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     smtp_sink.stop()
     handle = await enqueue_email(client, settings, lead_email(settings))
@@ -190,8 +194,9 @@ def test_send_email_refuses_bad_input_and_starts_nothing(settings: Settings) -> 
         assert message in done.stderr, done.stderr
 
 
+@pytest.mark.usefixtures("worker")
 async def test_send_email_cli_queues_and_waits(
-    client: Client, settings: Settings, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     done = await asyncio.to_thread(
         run_offload,

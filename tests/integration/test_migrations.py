@@ -12,6 +12,7 @@ import pytest
 import offload.db
 from offload.db import Migration, migrate, migrations
 from offload.dev.stack import EmbeddedPostgres
+from tests.harness import create_database
 
 INDEX = "leads_agent_created_at_id_report"
 
@@ -19,13 +20,8 @@ INDEX = "leads_agent_created_at_id_report"
 @pytest.fixture
 async def empty_pool(postgres: EmbeddedPostgres) -> AsyncIterator[asyncpg.Pool]:
     """A pool on a new database that no migration has touched."""
-    name = f"migrations_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres.dsn())
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    pool = await asyncpg.create_pool(postgres.dsn(name), min_size=1, max_size=2)
+    dsn = await create_database(postgres, f"migrations_{uuid.uuid4().hex[:12]}")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     yield pool
     await pool.close()
 

@@ -52,8 +52,9 @@ async def dead_letters(pool: Pool) -> int:
     return count
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_delayed_job_is_listed_as_scheduled_then_runs_once_at_its_time(
-    client: Client, settings: Settings, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, smtp_sink: SmtpSink
 ) -> None:
     queued_at = datetime.now(UTC)
     handle = await enqueue_email(
@@ -97,8 +98,9 @@ async def test_a_delayed_job_is_listed_as_scheduled_then_runs_once_at_its_time(
     assert shown.url.endswith(f"/workflows/{handle.id}/{shown.run_id}/history")
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_delayed_job_cancelled_before_its_time_ends_canceled_and_sends_nothing(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     handle = await enqueue_email(
         client, settings, email(settings), StartOptions(delay=timedelta(seconds=4))
@@ -114,8 +116,9 @@ async def test_a_delayed_job_cancelled_before_its_time_ends_canceled_and_sends_n
     assert (await cancel_job(client, settings, handle.id)).outcome == "already canceled"
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_job_cancelled_while_retrying_ends_canceled_not_dead_lettered(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     smtp_sink.rules.set("ada@example.com", "451 4.3.0 Try again later")
     handle = await enqueue_email(client, settings, email(settings))
@@ -166,8 +169,9 @@ async def cancel_during_send(
     assert await dead_letters(pool) == 0
 
 
+@pytest.mark.usefixtures("worker")
 async def test_cancel_by_kind_is_one_batch_operation_and_the_cli_prints_how_many(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     later = StartOptions(delay=timedelta(minutes=10))
     handles = [await enqueue_email(client, settings, email(settings), later) for _ in range(3)]
@@ -210,13 +214,9 @@ class CountingRules(SinkRules):
 
 
 @pytest.mark.parametrize("recovers", [True, False], ids=["smtp-recovers", "smtp-stays-down"])
+@pytest.mark.usefixtures("worker")
 async def test_a_paused_kind_resumes_with_no_attempt_lost(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    worker: None,
-    recovers: bool,
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, recovers: bool
 ) -> None:
     rules = CountingRules()
     smtp_sink.rules = rules

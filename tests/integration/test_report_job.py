@@ -37,8 +37,9 @@ def job_for(settings: Settings, **fields: object) -> ReportJob:
     return job.model_copy(update=fields)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_the_report_equals_one_sql_group_by_cell_for_cell(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     await seed_leads(pool)
     job = job_for(settings, chunk_rows=300)
@@ -190,8 +191,9 @@ async def test_a_report_id_reused_with_other_parameters_exits_2_naming_the_exist
     await client.get_workflow_handle(f"report-{report_id}").terminate("test over")
 
 
+@pytest.mark.usefixtures("worker")
 async def test_report_cli_queued_twice_runs_once_and_status_shows_the_file(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
     await seed_leads(pool, leads=500, agents=1)
     report_id = f"cli-{uuid.uuid4().hex[:8]}"
@@ -232,8 +234,9 @@ async def test_db_seed_loads_agents_with_addresses_and_leads(
     assert bad.returncode == 2 and "--end" in bad.stderr
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_report_over_100_000_distinct_properties_finishes_and_equals_sql(
-    client: Client, settings: Settings, pool: Pool, worker: None
+    client: Client, settings: Settings, pool: Pool
 ) -> None:
     # `property` is free text from POST /leads: every lead its own, all on one day, so one
     # chunk holds 101,000 cells (once about 5 MB of heartbeat, over the server's 2 MiB).

@@ -17,6 +17,7 @@ from temporalio.client import (
     ScheduleBackfill,
     ScheduleHandle,
     WorkflowExecutionStatus,
+    WorkflowHandle,
 )
 
 from offload import mail, queues
@@ -123,8 +124,45 @@ async def add_lead(pool: Pool, agent_id: int, at: datetime, **fields: Any) -> in
     return lead_id
 
 
+async def digest_agents(pool: Pool, count: int) -> list[int]:
+    """`count` subscribed agents with a lead each yesterday: what today's digest sends to."""
+    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
+    agents = [await add_agent(pool, f"Agent {i}") for i in range(count)]
+    for agent in agents:
+        await add_lead(pool, agent, yesterday)
+    return agents
+
+
+async def agent_emails(pool: Pool, agents: list[int]) -> list[str]:
+    return [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
+
+
+async def start_digest(
+    client: Client, settings: Settings, job: ScheduledRun
+) -> WorkflowHandle[Any, DigestResult]:
+    """A digest run started by hand, beside the schedule's (its own workflow id)."""
+    return await client.start_workflow(
+        SendDigestEmailsWorkflow.run,
+        job,
+        id=f"digest-{uuid.uuid4()}",
+        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
+    )
+
+
 def this_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+async def a_lead_in_each_hour(pool: Pool) -> tuple[datetime, list[int]]:
+    """This hour, and a lead updated in the middle of each of the four before it, newest first.
+
+    Scoring the windows ending 3, 2 and 1 hours ago scores one lead in each.
+    """
+    agent = await add_agent(pool, "Ada Lovelace")
+    hour = this_hour()
+    return hour, [
+        await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)
+    ]
 
 
 async def test_apply_twice_changes_nothing_and_a_changed_setting_updates(
@@ -172,14 +210,13 @@ async def test_prune_deletes_only_offload_schedules_no_longer_declared(
         await client.get_schedule_handle(stranger).delete()
 
 
+@pytest.mark.usefixtures("worker")
 async def test_each_schedule_triggered_does_its_work(
     client: Client,
-    settings: Settings,
     pool: Pool,
     smtp_sink: SmtpSink,
     feed: SampleFeedServer,
     applied: dict[str, ScheduleHandle],
-    worker: None,
 ) -> None:
     agent = await add_agent(pool, "Grace Hopper")
     hour = this_hour()
@@ -223,13 +260,9 @@ async def test_each_schedule_triggered_does_its_work(
     assert text is not None and "Alan Turing, 12 Harbour View (website" in text.get_content()
 
 
+@pytest.mark.usefixtures("worker")
 async def test_daily_report_runs_yesterdays_report_for_each_agent_once(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    applied: dict[str, ScheduleHandle],
-    worker: None,
+    client: Client, pool: Pool, smtp_sink: SmtpSink, applied: dict[str, ScheduleHandle]
 ) -> None:
     yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
     ada, grace = await add_agent(pool, "Ada Lovelace"), await add_agent(pool, "Grace Hopper")
@@ -262,17 +295,11 @@ async def test_daily_report_runs_yesterdays_report_for_each_agent_once(
     assert len(smtp_sink.messages()) == 2
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_backfill_of_three_hours_covers_three_windows_once(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    dev_server: TemporalDevServer,
-    applied: dict[str, ScheduleHandle],
-    worker: None,
+    client: Client, pool: Pool, dev_server: TemporalDevServer, applied: dict[str, ScheduleHandle]
 ) -> None:
-    agent = await add_agent(pool, "Ada Lovelace")
-    hour = this_hour()
-    leads = [await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)]
+    hour, leads = await a_lead_in_each_hour(pool)
     handle = applied["sync-lead-scores"]
     start = (hour - timedelta(hours=3, seconds=30)).isoformat()
     end = (hour - timedelta(hours=1) + timedelta(seconds=30)).isoformat()
@@ -293,12 +320,9 @@ async def test_a_backfill_of_three_hours_covers_three_windows_once(
     ]
 
 
+@pytest.mark.usefixtures("worker")
 async def test_paused_with_the_temporal_cli_it_does_not_run_unpaused_it_does(
-    client: Client,
-    settings: Settings,
-    dev_server: TemporalDevServer,
-    applied: dict[str, ScheduleHandle],
-    worker: None,
+    client: Client, dev_server: TemporalDevServer, applied: dict[str, ScheduleHandle]
 ) -> None:
     handle = applied["cleanup-expired-sessions"]
     sid = ["--schedule-id", handle.id]
@@ -330,6 +354,7 @@ async def test_paused_with_the_temporal_cli_it_does_not_run_unpaused_it_does(
     await completed_runs(client, handle, 1, SessionCleanupResult)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_message(
     client: Client,
     settings: Settings,
@@ -337,13 +362,9 @@ async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_messag
     smtp_sink: SmtpSink,
     dev_server: TemporalDevServer,
     applied: dict[str, ScheduleHandle],
-    worker: None,
 ) -> None:
-    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
-    agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
+    agents = await digest_agents(pool, 5)
     await add_agent(pool, "Not Subscribed", subscribed=False)
-    for agent in agents:
-        await add_lead(pool, agent, yesterday)
     handle = applied["send-digest-emails"]
     await asyncio.to_thread(
         temporal_cli, dev_server, "schedule", "trigger", "--schedule-id", handle.id
@@ -360,37 +381,23 @@ async def test_the_digest_triggered_twice_on_one_day_sends_each_agent_one_messag
     assert {m["Message-ID"] for m in messages} == expected
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_digest_batch_retried_after_a_deferral_sends_each_agent_once(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    worker: None,
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
-    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
-    agents = [await add_agent(pool, f"Agent {i}") for i in range(4)]
-    for agent in agents:
-        await add_lead(pool, agent, yesterday)
-    third = await pool.fetchval("SELECT email FROM agents WHERE id = $1", agents[2])
-    smtp_sink.rules.set(third, "451 4.3.0 Try again later")
-    handle = await client.start_workflow(
-        SendDigestEmailsWorkflow.run,
-        ScheduledRun(batch_size=10, retry=settings.retry),
-        id=f"digest-{uuid.uuid4()}",
-        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-    )
+    emails = await agent_emails(pool, await digest_agents(pool, 4))
+    smtp_sink.rules.set(emails[2], "451 4.3.0 Try again later")
+    handle = await start_digest(client, settings, ScheduledRun(batch_size=10, retry=settings.retry))
 
     async def retrying() -> bool:
         pending = (await handle.describe()).raw_description.pending_activities
         return bool(pending) and pending[0].attempt >= 3
 
     await eventually(retrying)
-    smtp_sink.rules.set(third, None)
+    smtp_sink.rules.set(emails[2], None)
     result = await handle.result()
     assert (result.sent, result.agents) == (4, 4)
-    assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(
-        [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
-    )
+    assert sorted(m["To"] for m in smtp_sink.messages()) == sorted(emails)
 
 
 async def test_workers_stopped_for_three_scheduled_hours_then_started_score_three_windows(
@@ -399,9 +406,7 @@ async def test_workers_stopped_for_three_scheduled_hours_then_started_score_thre
     pool: Pool,
     applied: dict[str, ScheduleHandle],
 ) -> None:
-    agent = await add_agent(pool, "Ada Lovelace")
-    hour = this_hour()
-    leads = [await add_lead(pool, agent, hour - timedelta(minutes=30 + 60 * i)) for i in range(4)]
+    hour, leads = await a_lead_in_each_hour(pool)
     handle = applied["sync-lead-scores"]
     # No worker polls: the three hours come due under the schedule's own overlap policy (a
     # backfill without one takes the schedule's, as the firings of those hours would have).
@@ -433,27 +438,16 @@ async def test_workers_stopped_for_three_scheduled_hours_then_started_score_thre
     assert (row["running"], row["buffered"], row["skipped"]) == (0, 0, 0)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_recipient_answering_452_holds_back_nobody_and_is_dead_lettered_alone(
-    client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
-    worker: None,
+    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
-    yesterday = this_hour() - timedelta(hours=this_hour().hour + 12)
-    agents = [await add_agent(pool, f"Agent {i}") for i in range(5)]
-    for agent in agents:
-        await add_lead(pool, agent, yesterday)
-    emails = [await pool.fetchval("SELECT email FROM agents WHERE id = $1", a) for a in agents]
+    agents = await digest_agents(pool, 5)
+    emails = await agent_emails(pool, agents)
     smtp_sink.rules.set(emails[1], "452 4.2.2 Mailbox full")
     retry = settings.retry.model_copy(update={"maximum_attempts": 3})
     job = ScheduledRun(batch_size=10, retry=retry, scheduled_time=datetime.now(UTC))
-    handle = await client.start_workflow(
-        SendDigestEmailsWorkflow.run,
-        job,
-        id=f"digest-{uuid.uuid4()}",
-        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-    )
+    handle = await start_digest(client, settings, job)
     result = await handle.result()
 
     assert (result.agents, result.sent, result.dead_lettered) == (5, 4, 1)
@@ -474,12 +468,7 @@ async def test_a_recipient_answering_452_holds_back_nobody_and_is_dead_lettered_
         return len(smtp_sink.messages()) == 5
 
     await eventually(delivered)
-    again = await client.execute_workflow(
-        SendDigestEmailsWorkflow.run,
-        job,
-        id=f"digest-{uuid.uuid4()}",
-        task_queue=queues.named(queues.WORKFLOWS, settings.task_queue_prefix),
-    )
+    again = await (await start_digest(client, settings, job)).result()
     assert again.sent == 0 and len(smtp_sink.messages()) == 5
     days = await pool.fetch("SELECT agent_id FROM digest_log ORDER BY agent_id")
     assert [r["agent_id"] for r in days] == agents

@@ -15,8 +15,8 @@ from offload.net import free_port
 from offload.settings import Settings
 from offload.temporal import connect
 from tests.api import eventually
+from tests.dead_letters import REFUSED, email_to
 from tests.harness import running_worker
-from tests.integration.test_dead_letters import REFUSED, email_to
 
 
 async def test_a_dead_lettered_job_shows_in_stats_and_metrics(

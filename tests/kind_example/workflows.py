@@ -18,11 +18,14 @@ with workflow.unsafe.imports_passed_through():
 class PingWorkflow:
     """Ping one host; the workflow id `ping-<ping id>` makes queueing it idempotent."""
 
+    # The name of its job kind: its declaration (`JobKind`) and `run_job` both read it.
+    KIND = "ping"
+
     @workflow.run
     async def run(self, job: PingJob) -> PingResult:
         # `run_job` dead-letters the job when its activity fails for good.
         return await run_job(
-            "ping",
+            self.KIND,
             job,
             lambda: workflow.execute_activity_method(
                 PingActivities.ping_host,

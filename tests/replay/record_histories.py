@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +35,14 @@ from offload.jobs.reports import enqueue_report, new_report_job
 from offload.jobs.start import start_job
 from offload.models import (
     DeadLetterBatch,
-    DeadLetterEntry,
     DeadLetterState,
     DiscardRequest,
-    EmailJob,
     RedriveRequest,
     ScheduledRun,
 )
 from offload.settings import Settings
 from tests.api import eventually
+from tests.dead_letters import REFUSED, email_to, refused_email, timed_out_report
 from tests.harness import running_worker
 from tests.reports import seed_leads
 from workflows.dead_letters import DeadLetterWorkflow
@@ -61,7 +59,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 HISTORIES = Path(__file__).parent / "histories"
-REFUSED = "550 5.1.1 No such user"
 
 
 def history_path(name: str) -> Path:
@@ -78,54 +75,18 @@ async def write(name: str, handle: WorkflowHandle[Any, Any]) -> None:
     history_path(name).write_text(history.to_json())
 
 
-def email_to(settings: Settings, to: str) -> EmailJob:
-    return EmailJob(
-        to=to,
-        template="lead-confirmation",
-        data={"name": "Ada Lovelace", "property": "12 Harbour View"},
-        idempotency_key=str(uuid.uuid4()),
-        retry=settings.retry,
-    )
-
-
-@pytest.fixture
-def feed() -> Iterator[SampleFeedServer]:
-    server = SampleFeedServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def settings(settings: Settings, feed: SampleFeedServer) -> Settings:
     return settings.model_copy(update={"market_data_url": feed.url})
 
 
-async def test_record_emails(
-    client: Client, settings: Settings, smtp_sink: SmtpSink, worker: None
-) -> None:
+@pytest.mark.usefixtures("worker")
+async def test_record_emails(client: Client, settings: Settings, smtp_sink: SmtpSink) -> None:
     sent = await enqueue_email(client, settings, email_to(settings, "ada@example.com"))
     await sent.result()
     await write("send-email", sent)
-    smtp_sink.rules.set("gone@example.com", REFUSED)
-    failed = await enqueue_email(client, settings, email_to(settings, "gone@example.com"))
-    with pytest.raises(WorkflowFailureError):
-        await failed.result()
+    _, failed = await refused_email(client, settings, smtp_sink, "gone@example.com")
     await write("send-email-dead-lettered", failed)
-
-
-def burst_entry(n: int) -> DeadLetterEntry:
-    return DeadLetterEntry(
-        kind="report",
-        workflow_id=f"report-recorded-{n}",
-        run_id=str(uuid.uuid4()),
-        workflow_type="GenerateReportWorkflow",
-        input={"report_id": f"recorded-{n}"},
-        error_type="Timeout",
-        error_message="timed out (START_TO_CLOSE)",
-        attempts=5,
-        failed_at=datetime.now(UTC),
-    )
 
 
 async def test_record_dead_letters(
@@ -161,7 +122,11 @@ async def test_record_dead_letters(
                 id=dlq.id,
                 task_queue=queues.named(queues.WORKFLOWS, own.task_queue_prefix),
                 start_signal="record",
-                start_signal_args=[DeadLetterBatch(entries=[burst_entry(n), burst_entry(n + 1)])],
+                start_signal_args=[
+                    DeadLetterBatch(
+                        entries=[timed_out_report(f"recorded-{n + i}") for i in range(2)]
+                    )
+                ],
             )
             n += 2
             await asyncio.sleep(0.1)
@@ -170,9 +135,8 @@ async def test_record_dead_letters(
         )
 
 
-async def test_record_reports(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
-) -> None:
+@pytest.mark.usefixtures("worker")
+async def test_record_reports(client: Client, settings: Settings, pool: Pool) -> None:
     await seed_leads(pool, leads=600)
     job = new_report_job(
         settings,
@@ -197,9 +161,8 @@ async def test_record_reports(
     await write("report-dead-lettered", failed)
 
 
-async def test_record_maintenance(
-    client: Client, settings: Settings, pool: Pool, smtp_sink: SmtpSink, worker: None
-) -> None:
+@pytest.mark.usefixtures("worker")
+async def test_record_maintenance(client: Client, settings: Settings, pool: Pool) -> None:
     await seed_leads(pool, leads=200)
     queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
     for name, run in (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from offload.codec import EncryptionCodec, encryption_codec, new_key, parse_key
 from offload.jobs.stats import (
@@ -33,6 +34,12 @@ offload_job_enqueue_to_done_latency_seconds_bucket{kind="B",le="+Inf"} 10
 offload_job_enqueue_to_done_latency_seconds_sum{kind="B"} 1
 offload_job_enqueue_to_done_latency_seconds_count{kind="B"} 10
 """
+
+
+def queue_stats(queue: str, type: str, **figures: Any) -> QueueStats:
+    """A queue as DescribeTaskQueue would report it: the figures named, 0 for the rest."""
+    idle = {"backlog": 0, "backlog_age_seconds": 0, "add_rate": 0, "dispatch_rate": 0, "pollers": 0}
+    return QueueStats(queue=queue, type=type, **(idle | figures))
 
 
 def test_quantiles_interpolate_within_buckets_as_prometheus_does() -> None:
@@ -70,14 +77,8 @@ def test_the_table_answers_each_question() -> None:
     stats = Stats(
         collected_at=datetime(2026, 1, 1, tzinfo=UTC),
         queues=[
-            QueueStats(
-                queue="offload-workflows",
-                type="workflow",
-                backlog=7,
-                backlog_age_seconds=90,
-                add_rate=1.5,
-                dispatch_rate=0,
-                pollers=0,
+            queue_stats(
+                "offload-workflows", "workflow", backlog=7, backlog_age_seconds=90, add_rate=1.5
             )
         ],
         jobs=[JobCounts(kind="SendEmailWorkflow", running=7, closed_last_hour={"failed": 2})],
@@ -97,13 +98,9 @@ def test_the_table_answers_each_question() -> None:
 def test_the_table_shows_each_workers_keys_and_what_a_rotation_would_break() -> None:
     old, new = EncryptionCodec(parse_key(new_key())), EncryptionCodec(parse_key(new_key()))
     settings = Settings(_env_file=None, OFFLOAD_ENCRYPTION_KEY=new_key())  # type: ignore[call-arg]
-    queue = QueueStats(
-        queue="offload-email",
-        type="activity",
-        backlog=0,
-        backlog_age_seconds=0,
-        add_rate=0,
-        dispatch_rate=0,
+    queue = queue_stats(
+        "offload-email",
+        "activity",
         pollers=2,
         poller_identities=[f"1@a {old.identity_label}", "2@b"],
     )

@@ -42,6 +42,21 @@ def email_job() -> EmailJob:
     )
 
 
+def sent(job: EmailJob, message_id: str) -> EmailResult:
+    return EmailResult(status="sent", message_id=message_id, to=job.to, sent_at=datetime.now(UTC))
+
+
+def counted_send_email(attempts: list[int], message_id: str) -> object:
+    """A `send_email` stub that notes each attempt's number in `attempts` and sends."""
+
+    @activity.defn(name="send_email")
+    async def send_email(job: EmailJob) -> EmailResult:
+        attempts.append(activity.info().attempt)
+        return sent(job, message_id)
+
+    return send_email
+
+
 async def run_with_stub(
     env: WorkflowEnvironment,
     prefix: str,
@@ -97,7 +112,7 @@ async def test_fails_n_times_then_succeeds_with_exponential_backoff(
         scheduled.append(await time_skipping_env.get_current_time())
         if len(scheduled) <= 4:
             raise RuntimeError("451 try again later")
-        return EmailResult(status="sent", message_id="<m@x>", to=job.to, sent_at=datetime.now(UTC))
+        return sent(job, "<m@x>")
 
     dead: list[tuple[DeadLetterEntry, datetime]] = []
     result = await run_with_stub(
@@ -176,17 +191,13 @@ async def test_an_email_that_goes_through_is_one_local_activity_and_no_queued_on
 ) -> None:
     queued: list[int] = []
 
-    @activity.defn(name="send_email")
-    async def queued_send_email(job: EmailJob) -> EmailResult:
-        queued.append(activity.info().attempt)
-        return EmailResult(status="sent", message_id="<m@x>", to=job.to, sent_at=datetime.now(UTC))
-
     async def sent_here(job: EmailJob) -> EmailResult:
-        return EmailResult(status="sent", message_id="<l@x>", to=job.to, sent_at=datetime.now(UTC))
+        return sent(job, "<l@x>")
 
     job = email_job()
+    stub = counted_send_email(queued, "<m@x>")
     result = await run_with_stub(
-        time_skipping_env, task_queue_prefix, queued_send_email, job, first_attempt=sent_here
+        time_skipping_env, task_queue_prefix, stub, job, first_attempt=sent_here
     )
     assert (result.status, result.message_id) == ("sent", "<l@x>")
     assert queued == []
@@ -205,16 +216,12 @@ async def test_a_worker_with_a_rate_limit_sends_on_the_queue(
 ) -> None:
     queued: list[int] = []
 
-    @activity.defn(name="send_email")
-    async def queued_send_email(job: EmailJob) -> EmailResult:
-        queued.append(activity.info().attempt)
-        return EmailResult(status="sent", message_id="<q@x>", to=job.to, sent_at=datetime.now(UTC))
-
     async def declined(job: EmailJob) -> None:
         return None
 
+    stub = counted_send_email(queued, "<q@x>")
     result = await run_with_stub(
-        time_skipping_env, task_queue_prefix, queued_send_email, email_job(), first_attempt=declined
+        time_skipping_env, task_queue_prefix, stub, email_job(), first_attempt=declined
     )
     assert (result.status, result.message_id) == ("sent", "<q@x>")
     assert queued == [1]
