@@ -27,6 +27,7 @@ BENCHMARKS = [
     ),
     ("bench.peers", "email job vs DBOS, procrastinate and Celery", "p50 <= 2x DBOS"),
     ("bench.delivered", "POST /leads to delivered, one lead at a time", "p50 <= 40 ms"),
+    ("bench.matching", "bare shapes on offload dev's server before/after its flags", "-"),
     ("bench.digest", "digest emails/s vs a plain aiosmtplib loop", ">= 0.7"),
     ("bench.api", "POST /leads p99 vs a bare INSERT endpoint", "<= 1.5"),
     ("bench.report", "chunked report on 1M leads vs one SQL aggregate", "<= 1.5"),
