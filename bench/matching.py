@@ -219,8 +219,12 @@ async def measure_configs(
             handles = []
             for n in range(block):
                 started = time.perf_counter()
-                handle = await side.shapes[name](f"{run}-{turn}-{n}")
-                await handle.result()
+                try:
+                    handle = await side.shapes[name](f"{run}-{turn}-{n}")
+                    await handle.result()
+                except Exception as err:
+                    err.add_note(f"on the {side.config.label} server ({side.server.address})")
+                    raise
                 elapsed = (time.perf_counter() - started) * 1000
                 if n > 0:
                     side.ms.setdefault(name, []).append(elapsed)
