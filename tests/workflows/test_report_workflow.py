@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.reports import split_window
 from offload import queues
 from offload.models import (
+    DeadLetterEntry,
     EmailJob,
     EmailResult,
     ReportChunkInput,
@@ -65,7 +72,6 @@ async def test_a_large_report_continues_as_new_without_running_a_chunk_twice(
         calls["email"] += 1
         return EmailResult(status="sent", message_id="<m@x>", to=job.to, sent_at=datetime.now(UTC))
 
-    # The email's first attempt runs as a local activity in the workflow worker.
     @activity.defn(name="try_send_email")
     async def try_send_email(job: EmailJob) -> EmailResult:
         return await send_email(job)
@@ -85,17 +91,13 @@ async def test_a_large_report_continues_as_new_without_running_a_chunk_twice(
             client,
             task_queue=workflow_queue,
             workflows=[GenerateReportWorkflow, SendEmailWorkflow],
-            activities=[try_send_email],
+            # Plan and finalize run as local activities, as does the email's first attempt.
+            activities=[plan_report, finalize_report, try_send_email],
         ),
         Worker(
             client,
             task_queue=queues.named(queues.REPORTS, task_queue_prefix),
             activities=[aggregate_report_chunk],
-        ),
-        Worker(
-            client,
-            task_queue=queues.named(queues.DEFAULT, task_queue_prefix),
-            activities=[plan_report, finalize_report],
         ),
         Worker(
             client,
@@ -119,3 +121,120 @@ async def test_a_large_report_continues_as_new_without_running_a_chunk_twice(
     assert (progress.chunks_done, progress.chunks_total, progress.rows_read) == (7, 7, 700)
     description = await handle.describe()
     assert description.run_id != handle.first_execution_run_id
+
+
+def scheduled_activities(events: list[Any]) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def test_plan_and_finalize_run_in_the_workflow_worker_and_only_chunks_are_queued(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    # Short steps are local activities: no trip through the default queue, no workflow task
+    # to hear of their end. No worker polls the default queue here.
+    @activity.defn(name="plan_report")
+    async def plan_report(job: ReportJob) -> ReportPlan:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        return ReportPlan(
+            chunks=split_window(start, start + timedelta(days=2), 2),
+            estimated_rows=200,
+            agent_name="Agent",
+            agent_email="agent1@example.com",
+        )
+
+    @activity.defn(name="aggregate_report_chunk")
+    async def aggregate_report_chunk(task: ReportChunkInput) -> ReportChunkResult:
+        return ReportChunkResult(index=task.chunk.index, rows=100, pages=1)
+
+    @activity.defn(name="finalize_report")
+    async def finalize_report(task: ReportFinalizeInput) -> ReportResult:
+        return ReportResult(
+            report_id=task.report_id,
+            file="/r.csv",
+            total_leads=200,
+            average_score="50.00",
+            top_source="web",
+            chunks=task.chunks,
+        )
+
+    @activity.defn(name="try_send_email")
+    async def try_send_email(job: EmailJob) -> EmailResult:
+        return EmailResult(status="sent", message_id="<m@x>", to=job.to, sent_at=datetime.now(UTC))
+
+    workflow_queue = queues.named(queues.WORKFLOWS, task_queue_prefix)
+    job = ReportJob(
+        report_id=uuid.uuid4().hex, user_id=1, start=date(2026, 1, 1), end=date(2026, 1, 2)
+    )
+    client = time_skipping_env.client
+    async with (
+        Worker(
+            client,
+            task_queue=workflow_queue,
+            workflows=[GenerateReportWorkflow, SendEmailWorkflow],
+            activities=[plan_report, finalize_report, try_send_email],
+        ),
+        Worker(
+            client,
+            task_queue=queues.named(queues.REPORTS, task_queue_prefix),
+            activities=[aggregate_report_chunk],
+        ),
+    ):
+        handle = await client.start_workflow(
+            GenerateReportWorkflow.run, job, id=job.workflow_id, task_queue=workflow_queue
+        )
+        result = await asyncio.wait_for(handle.result(), 30)
+
+    assert (result.total_leads, result.rows_read, result.email_message_id) == (200, 200, "<m@x>")
+    events = [e async for e in handle.fetch_history_events()]
+    assert scheduled_activities(events) == ["aggregate_report_chunk"] * 2
+
+
+async def test_an_unknown_agent_fails_the_plan_for_good_and_the_report_is_dead_lettered(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    recorded: list[DeadLetterEntry] = []
+
+    @activity.defn(name="plan_report")
+    async def plan_report(job: ReportJob) -> ReportPlan:
+        raise ApplicationError("no agent with id 9", type="UnknownUser", non_retryable=True)
+
+    @activity.defn(name="record_dead_letter")
+    async def record_dead_letter(entry: DeadLetterEntry) -> None:
+        recorded.append(entry)
+
+    workflow_queue = queues.named(queues.WORKFLOWS, task_queue_prefix)
+    job = ReportJob(
+        report_id=uuid.uuid4().hex, user_id=9, start=date(2026, 1, 1), end=date(2026, 1, 2)
+    )
+    client = time_skipping_env.client
+    async with (
+        Worker(
+            client,
+            task_queue=workflow_queue,
+            workflows=[GenerateReportWorkflow],
+            activities=[plan_report],
+        ),
+        Worker(
+            client,
+            task_queue=queues.named(queues.DEFAULT, task_queue_prefix),
+            activities=[plan_report, record_dead_letter],
+        ),
+    ):
+        handle = await client.start_workflow(
+            GenerateReportWorkflow.run, job, id=job.workflow_id, task_queue=workflow_queue
+        )
+        with pytest.raises(WorkflowFailureError):
+            await asyncio.wait_for(handle.result(), 30)
+
+    [entry] = recorded
+    assert (entry.kind, entry.workflow_id, entry.error_type) == (
+        "report",
+        job.workflow_id,
+        "UnknownUser",
+    )
+    assert entry.error_message == "no agent with id 9"
+    assert (entry.input["user_id"], entry.attempts) == (9, 1)
