@@ -133,6 +133,9 @@ def email_activities(settings: Settings, pool: Pool) -> Activities:
 def report_activities(settings: Settings, pool: Pool) -> Activities:
     reports = ReportActivities(settings, pool)
     return {
+        # Plan and finalize run as local activities in the workflow worker; the default
+        # queue serves them to runs started before that.
+        queues.WORKFLOWS: [reports.plan_report, reports.finalize_report],
         queues.REPORTS: [reports.aggregate_report_chunk],
         queues.DEFAULT: [reports.plan_report, reports.finalize_report],
     }

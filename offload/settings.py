@@ -182,7 +182,9 @@ class Settings(BaseSettings):
 
     # Reports
     report_max_days: int = Field(366, ge=1)
-    report_chunk_rows: int = Field(250_000, ge=1)
+    # Two chunks for a million leads: one wave on a worker's two report slots (a second wave
+    # waits for a slot and a poll; docs/performance.md#reports).
+    report_chunk_rows: int = Field(500_000, ge=1)
     report_page_size: int = Field(20_000, ge=1)
     report_page_pause_seconds: float = Field(0.0, ge=0)
     # ReportTuning's fields, as `report_<field>`.

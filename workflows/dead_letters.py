@@ -135,6 +135,24 @@ async def run_job(
         raise
 
 
+def local_activity_failure(activity_type: str) -> ActivityError:
+    """The error a queued activity raises when it fails for good, for a local activity.
+
+    A local activity that fails for good raises its own error unwrapped (an
+    `ApplicationError`, a `TimeoutError`); raise this `from` it, and `run_job` dead-letters
+    the job as it does when a queued activity fails.
+    """
+    return ActivityError(
+        "local activity failed",
+        scheduled_event_id=0,
+        started_event_id=0,
+        identity="",
+        activity_type=activity_type,
+        activity_id="",
+        retry_state=None,
+    )
+
+
 def describe_failure(err: ActivityError | ChildWorkflowError) -> tuple[str, str]:
     """The error type and message of what went wrong under an activity or child failure."""
     return _describe(_final_cause(err))

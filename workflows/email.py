@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.email import EmailActivities
     from offload import queues
     from offload.models import EmailJob, EmailResult, RetryConfig
-    from workflows.dead_letters import run_job
+    from workflows.dead_letters import local_activity_failure, run_job
     from workflows.pause import run_unless_paused
     from workflows.policies import after_first_attempt
 
@@ -82,15 +82,7 @@ class SendEmailWorkflow:
                 raise
             # A local activity's failure arrives unwrapped: wrap it as a queued activity's is,
             # so the job fails (and is dead-lettered) the same way on either path.
-            raise ActivityError(
-                "local activity failed",
-                scheduled_event_id=0,
-                started_event_id=0,
-                identity="",
-                activity_type="try_send_email",
-                activity_id="",
-                retry_state=None,
-            ) from err
+            raise local_activity_failure("try_send_email") from err
         if sent is not None:
             return sent
         # This worker sends through the rate-limited queue, or the kind is paused: the

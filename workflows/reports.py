@@ -1,11 +1,22 @@
-"""GenerateReportWorkflow: plan a report, aggregate its chunks in parallel, finalise, email."""
+"""GenerateReportWorkflow: plan a report, aggregate its chunks in parallel, finalise, email.
+
+Planning and finalising are short database steps: they run as local activities in the
+workflow worker, inside the workflow tasks that start and finish the chunks, so the report
+pays no trip through the default queue and no workflow task to hear of their end. The
+chunks are long and heavy, heartbeat their cursor and stay regular activities on the
+reports queue, all of them scheduled in one workflow task.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.reports import ReportActivities
@@ -22,9 +33,16 @@ with workflow.unsafe.imports_passed_through():
         ReportResult,
         ReportStatus,
     )
-    from workflows.dead_letters import run_job
+    from workflows.dead_letters import local_activity_failure, run_job
     from workflows.email import SendEmailWorkflow
     from workflows.policies import retry_policy
+
+# Runs started before plan and finalize were local activities scheduled them on the default
+# queue; their histories keep replaying that way.
+LOCAL_PLAN_AND_FINALIZE = "report-local-plan-and-finalize"
+
+ArgT = TypeVar("ArgT")
+ResultT = TypeVar("ResultT")
 
 
 @workflow.defn
@@ -42,10 +60,14 @@ class GenerateReportWorkflow:
         self._started_at = workflow.now()
         self._last_done_at = self._started_at
         self._result: ReportResult | None = None
+        # The attempts of a local step that failed for good, for its dead-letter entry.
+        self._local_attempts = 0
 
     @workflow.run
     async def run(self, job: ReportJob) -> ReportResult:
-        return await run_job(self.KIND, job, lambda: self.generate(job))
+        return await run_job(
+            self.KIND, job, lambda: self.generate(job), lambda: self._local_attempts
+        )
 
     async def generate(self, job: ReportJob) -> ReportResult:
         """The whole job as one awaitable (so a failure path can wrap it in one line)."""
@@ -54,15 +76,12 @@ class GenerateReportWorkflow:
         self._done = {c.index: c for c in job.done_chunks}
         own_queue = workflow.info().task_queue
         policy = retry_policy(job.retry)
+        local = workflow.patched(LOCAL_PLAN_AND_FINALIZE)
 
         plan = job.plan
         if plan is None:
-            plan = await workflow.execute_activity_method(
-                ReportActivities.plan_report,
-                job,
-                task_queue=queues.sibling(own_queue, queues.DEFAULT),
-                start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=policy,
+            plan = await self.step(
+                local, ReportActivities.plan_report, job, timedelta(minutes=2), policy
             )
         self._plan = plan
         self._status = "running"
@@ -99,7 +118,8 @@ class GenerateReportWorkflow:
             )
 
         self._status = "finalising"
-        result = await workflow.execute_activity_method(
+        result = await self.step(
+            local,
             ReportActivities.finalize_report,
             ReportFinalizeInput(
                 report_id=job.report_id,
@@ -108,9 +128,8 @@ class GenerateReportWorkflow:
                 end=job.end,
                 chunks=len(plan.chunks),
             ),
-            task_queue=queues.sibling(own_queue, queues.DEFAULT),
-            start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=policy,
+            timedelta(minutes=10),
+            policy,
         )
 
         self._status = "emailing"
@@ -141,6 +160,41 @@ class GenerateReportWorkflow:
         )
         self._status = "done"
         return self._result
+
+    async def step(
+        self,
+        local: bool,
+        activity: Callable[[ReportActivities, ArgT], Awaitable[ResultT]],
+        arg: ArgT,
+        start_to_close: timedelta,
+        policy: RetryPolicy,
+    ) -> ResultT:
+        """A short step: a local activity, or (runs from before) an activity on the default queue.
+
+        A local activity retries in the worker by the same policy; a worker lost meanwhile
+        loses its workflow task, and the worker that takes the task over runs the step again.
+        """
+        if not local:
+            return await workflow.execute_activity_method(
+                activity,
+                arg,
+                task_queue=queues.sibling(workflow.info().task_queue, queues.DEFAULT),
+                start_to_close_timeout=start_to_close,
+                retry_policy=policy,
+            )
+        try:
+            return await workflow.execute_local_activity_method(
+                activity, arg, start_to_close_timeout=start_to_close, retry_policy=policy
+            )
+        except (ApplicationError, TimeoutError) as err:
+            # A local activity does not tell the workflow its attempt number: an error no
+            # retry heals counts one attempt, any other all the policy allowed.
+            healable = not (
+                isinstance(err, ApplicationError)
+                and (err.non_retryable or err.type in (policy.non_retryable_error_types or ()))
+            )
+            self._local_attempts = policy.maximum_attempts if healable else 1
+            raise local_activity_failure(activity.__name__) from err
 
     @workflow.query
     def progress(self) -> ReportProgress:

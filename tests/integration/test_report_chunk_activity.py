@@ -1,18 +1,20 @@
-"""`aggregate_report_chunk` in an ActivityEnvironment: the cursor heartbeats, cells are stored."""
+"""Report activities in an ActivityEnvironment: the plan's chunks, a chunk's heartbeats, cells."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.reports import ReportActivities, day_start
 from offload.db import Pool
-from offload.models import ReportChunk, ReportChunkInput, ReportCursor
+from offload.models import ReportChunk, ReportChunkInput, ReportCursor, ReportJob
 from offload.settings import Settings
 from tests.reports import seed_leads
 
@@ -102,3 +104,38 @@ async def test_a_retry_after_a_crash_resumes_from_the_stored_cursor_and_counts_n
     assert resumed_beats[0].rows == 3 * PAGE
     assert resumed.rows == whole.rows
     assert await stored_cells(pool) == whole_cells
+
+
+async def test_the_plan_sizes_chunks_from_the_estimate_and_they_cover_the_range(
+    pool: Pool, settings: Settings
+) -> None:
+    activities = await prepared(pool, settings)
+    job = ReportJob(report_id="unit", user_id=1, start=START, end=END, chunk_rows=40)
+    counted = await pool.fetchval(
+        "SELECT count(*) FROM leads WHERE agent_id = 1 AND created_at >= $1 AND created_at < $2",
+        day_start(START),
+        day_start(END + timedelta(days=1)),
+    )
+
+    plan = await ActivityEnvironment().run(activities.plan_report, job)
+
+    # The planner's estimate, not a count: close to it on an analysed table.
+    assert abs(plan.estimated_rows - counted) <= counted * 0.2, (plan.estimated_rows, counted)
+    assert len(plan.chunks) == math.ceil(plan.estimated_rows / 40)
+    # Whatever the estimate, the chunks cover the range end to end, with no gap or overlap.
+    assert plan.chunks[0].start == day_start(START)
+    assert plan.chunks[-1].end == day_start(END + timedelta(days=1))
+    assert all(a.end == b.start for a, b in itertools.pairwise(plan.chunks))
+    assert (plan.agent_email, plan.agent_name) != ("", "")
+    chunks_total = await pool.fetchval("SELECT chunks_total FROM reports WHERE report_id = 'unit'")
+    assert chunks_total == len(plan.chunks)
+
+
+async def test_the_plan_of_an_unknown_agent_fails_for_good(pool: Pool, settings: Settings) -> None:
+    activities = await prepared(pool, settings)
+    job = ReportJob(report_id="unit", user_id=99, start=START, end=END)
+
+    with pytest.raises(ApplicationError) as failed:
+        await ActivityEnvironment().run(activities.plan_report, job)
+
+    assert failed.value.type == "UnknownUser" and failed.value.non_retryable

@@ -23,11 +23,11 @@ from offload.jobs.reports import enqueue_report, new_report_job
 from offload.models import ReportJob
 from offload.settings import Settings
 from tests.harness import offload_process, run_offload
+from tests.replay.record_histories import write
 from tests.reports import read_csv, seed_leads, sql_report, sql_totals
 from workflows.reports import GenerateReportWorkflow
 
 START, END = date(2025, 9, 1), date(2026, 6, 30)
-HISTORIES = Path(__file__).parent.parent / "replay" / "histories"
 
 
 def job_for(settings: Settings, **fields: object) -> ReportJob:
@@ -68,8 +68,7 @@ async def test_the_report_equals_one_sql_group_by_cell_for_cell(
     assert row is not None and row["status"] == "done" and row["total_leads"] == result.total_leads
 
     if os.environ.get("OFFLOAD_RECORD_HISTORIES"):
-        history = await handle.fetch_history()
-        (HISTORIES / "report.json").write_text(history.to_json())
+        await write("report", handle)
 
 
 def chunk_lines(log: str) -> dict[str, list[tuple[int, str, int]]]:

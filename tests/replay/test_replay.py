@@ -47,6 +47,11 @@ def test_recorded_failure_paths_and_continue_as_new() -> None:
     """The paths most likely to break: `run_job`'s dead-lettering, and continue-as-new."""
     ends = {p.stem: json.loads(TEXTS[p])["events"][-1]["eventType"] for p in RECORDED}
     assert ends["send-email-dead-lettered"] == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"
-    assert ends["report-dead-lettered"] == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"
-    for name in ("dead-letters-continued-as-new", "report-continued-as-new"):
+    for name in ("report-dead-lettered", "report-dead-lettered-v2"):
+        assert ends[name] == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"
+    for name in (
+        "dead-letters-continued-as-new",
+        "report-continued-as-new",
+        "report-continued-as-new-v2",
+    ):
         assert ends[name] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"

@@ -1,8 +1,12 @@
 -- name: find_agent
 SELECT id, name, email FROM agents WHERE id = $1;
 
--- name: count_report_leads
-SELECT count(*) FROM leads WHERE agent_id = $1 AND created_at >= $2 AND created_at < $3;
+-- name: estimate_report_leads
+-- The planner's estimate of an agent's leads in a range, from the table's statistics: no
+-- scan (a count of a million leads takes a tenth of a second), enough to size the chunks,
+-- which count their rows exactly.
+EXPLAIN (FORMAT JSON)
+SELECT 1 FROM leads WHERE agent_id = $1 AND created_at >= $2 AND created_at < $3;
 
 -- name: claim_report
 -- A report's parameters recorded under its id when it is queued; when the id is taken, the
