@@ -7,6 +7,7 @@ Offload's tracing on (as `OTEL_TRACES_EXPORTER` would turn it on) and its spans 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -46,10 +47,23 @@ def spans() -> Iterator[InMemorySpanExporter]:
         _EXPORTER.clear()
 
 
+@dataclass
+class Traced:
+    """What each test here runs on: its spans, a traced client and the real services."""
+
+    spans: InMemorySpanExporter
+    client: Client
+    settings: Settings
+    pool: Pool
+    sink: SmtpSink
+
+
 @pytest.fixture
-async def traced_client(spans: InMemorySpanExporter, settings: Settings) -> AsyncIterator[Client]:
+async def traced(
+    spans: InMemorySpanExporter, settings: Settings, pool: Pool, smtp_sink: SmtpSink
+) -> AsyncIterator[Traced]:
     # Connected after tracing is on, so it (and the workers on it) carry the interceptor.
-    yield await connect(settings)
+    yield Traced(spans, await connect(settings), settings, pool, smtp_sink)
 
 
 def named(spans: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
@@ -67,21 +81,18 @@ def trace_id(span: ReadableSpan) -> int:
 
 
 async def test_one_trace_runs_from_the_request_through_the_workflow_to_the_smtp_send(
-    spans: InMemorySpanExporter,
-    traced_client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
+    traced: Traced,
 ) -> None:
-    app = create_app(settings, pool=pool, client=traced_client)
+    spans, client, settings, pool = traced.spans, traced.client, traced.settings, traced.pool
+    app = create_app(settings, pool=pool, client=client)
     async with (
-        running_worker(traced_client, settings, pool),
+        running_worker(client, settings, pool),
         serving(app, settings) as url,
         httpx.AsyncClient(base_url=url) as http,
     ):
         posted = await http.post("/leads", json=LEAD)
         assert posted.status_code == 201, posted.text
-        await delivered(smtp_sink, 1)
+        await delivered(traced.sink, 1)
 
         [send] = await eventually(lambda: sent(spans))
     [request] = [s for s in named(spans, "POST /leads") if s.parent is None]
@@ -101,12 +112,9 @@ async def test_one_trace_runs_from_the_request_through_the_workflow_to_the_smtp_
 
 
 async def test_a_job_the_relay_starts_joins_the_trace_of_the_request_that_queued_it(
-    spans: InMemorySpanExporter,
-    traced_client: Client,
-    settings: Settings,
-    pool: Pool,
-    smtp_sink: SmtpSink,
+    traced: Traced,
 ) -> None:
+    spans, client, settings, pool = traced.spans, traced.client, traced.settings, traced.pool
     job = confirmation_email(settings, 1, LeadIn.model_validate(LEAD))
     # The request queues the job and ends; the API never starts it (it died, say).
     with tracing.span("POST /leads (died after commit)"):
@@ -114,9 +122,9 @@ async def test_a_job_the_relay_starts_joins_the_trace_of_the_request_that_queued
             await outbox.write(conn, "email", job.workflow_id, job)
     [request] = named(spans, "POST /leads (died after commit)")
     relay_settings = settings.model_copy(update={"outbox_grace_seconds": 0.0})
-    async with running_worker(traced_client, settings, pool):
-        assert await OutboxRelay(traced_client, relay_settings, pool).relay_once() == 1
-        await delivered(smtp_sink, 1)
+    async with running_worker(client, settings, pool):
+        assert await OutboxRelay(client, relay_settings, pool).relay_once() == 1
+        await delivered(traced.sink, 1)
 
         [send] = await eventually(lambda: sent(spans))
     [relay] = named(spans, "outbox relay start")
