@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     api_start_timeout_seconds: float = Field(
         1.0, validation_alias="OFFLOAD_API_START_TIMEOUT_SECONDS", gt=0
     )
+    # `offload api` runs a workflow worker of its own, so its starts are eager (the job's
+    # first workflow task comes back in the start's answer, a trip through matching saved).
+    api_worker: bool = Field(True, validation_alias="OFFLOAD_API_WORKER")
     after_response_timeout_seconds: float = Field(
         5.0, validation_alias="OFFLOAD_AFTER_RESPONSE_TIMEOUT_SECONDS", gt=0
     )

@@ -11,10 +11,13 @@ import sys
 
 import httpx
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
+from offload import queues
 from offload.db import Pool
 from offload.dev.stack import ONE_PARTITION, SmtpSink, TemporalDevServer, find_binary
 from offload.net import free_port
@@ -123,12 +126,22 @@ async def test_offload_api_started_while_temporal_is_down_hosts_its_worker_once_
         await server.start()
         try:
             temporal = await Client.connect(server.address)
+            queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
 
-            async def healthy() -> bool:
-                async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-                    return (await http.get("/healthz")).status_code == 200
+            async def polled() -> bool:
+                found = await temporal.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=settings.temporal_namespace,
+                        task_queue=TaskQueue(name=queue),
+                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                    )
+                )
+                return len(found.pollers) > 0
 
-            await eventually(healthy, 30)
+            # What `temporal task-queue describe` shows: the API's worker polls the queue.
+            await eventually(polled, 30)
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                assert (await http.get("/healthz")).status_code == 200
             lead_id = await post_lead(url, "second@example.com")
             assert await delivered(smtp_sink, 1) == {"second@example.com": 1}
             workflow_id = await pool.fetchval(
