@@ -2,9 +2,11 @@
 
 One run, one stack (Temporal dev server, PostgreSQL, SMTP sink on free ports), and beside
 it the API in its own process (`offload api`, with the benchmark routes on), so that the
-load generator's CPU never shares the API's event loop. The outbox relay runs here; the
-worker does not poll during the run unless `BENCH_API_WORKER=1` (on 2 cores, running 50
-jobs a second would take the CPU both endpoints need: see docs/performance.md).
+load generator's CPU never shares the API's event loop. The API hosts its workflow worker,
+as `offload api` does by default, so every lead's job starts eagerly and its email is sent
+from the API process during the run; `BENCH_API_WORKER=0` measures the API as a client
+only (`OFFLOAD_API_WORKER=0`: its jobs wait in the queue, no worker polls). The outbox
+relay runs here, as in a worker process.
 
 The load is open-loop: requests leave at fixed arrival times, whatever the earlier ones
 are doing, and each latency is counted from the time the request was due, not from when
@@ -19,6 +21,7 @@ Run it with `python -m bench.api`, or all benchmarks with `make bench`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -46,19 +49,20 @@ from offload.polling import wait_until
 from offload.settings import Settings
 from offload.temporal import connect
 
-# Requests per second, each with its A B B A rounds; 50/s is the rate the goal is set at.
+# Requests per second, each with its A B B A rounds, and the p99 ratio each rate's goal
+# allows (issue 17); at 50/s the p99 must also stay under GOAL_P99_MS.
 GOAL_RATE = 50
+GOAL_RATIOS = {GOAL_RATE: 1.3, 100: 1.5}
 RATES = [int(r) for r in os.environ.get("BENCH_API_RATES", f"20,{GOAL_RATE},100").split(",") if r]
 BLOCK_SECONDS = float(os.environ.get("BENCH_API_BLOCK_SECONDS", "2"))
 # A B B A rounds at the goal's rate (more samples under its p99) and at the others.
 GOAL_ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))
 OTHER_ROUNDS = max(1, GOAL_ROUNDS - 1)
 WARMUP_SECONDS = 2.0
-GOAL_RATIO = 1.5
 GOAL_P99_MS = 30.0
 
-# With the worker polling during the run, on 2 cores its jobs take the CPU the API needs.
-WITH_WORKER = os.environ.get("BENCH_API_WORKER", "") == "1"
+# The API runs its own workflow worker (the default of `offload api`), or is a client only.
+API_WORKER = os.environ.get("BENCH_API_WORKER", "1") == "1"
 
 LEAD = "/leads"
 
@@ -194,10 +198,11 @@ def row_of(result: RateResult, note: str) -> Row:
     p50, p99 = percentile(result.lead, 50), percentile(result.lead, 99)
     bare50, bare99 = percentile(result.bare, 50), percentile(result.bare, 99)
     ratio = p99 / bare99
-    if result.rate == GOAL_RATE:
-        goal, met = at_most(ratio, GOAL_RATIO)
-        goal = f"{goal}, p99 < {GOAL_P99_MS:g} ms"
-        met = met and p99 < GOAL_P99_MS
+    if result.rate in GOAL_RATIOS:
+        goal, met = at_most(ratio, GOAL_RATIOS[result.rate])
+        if result.rate == GOAL_RATE:
+            goal = f"{goal}, p99 < {GOAL_P99_MS:g} ms"
+            met = met and p99 < GOAL_P99_MS
     else:
         goal, met = "(none)", True
     return Row(
@@ -220,21 +225,15 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         # One client posts every lead: measured here is the API, not its abuse limit.
         OFFLOAD_API_CLIENT_RATE_LIMIT=0,
         OFFLOAD_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+        OFFLOAD_API_WORKER=API_WORKER,
     )
-    worker = None
-    if WITH_WORKER:
-        worker = start_process(settings, root, "worker", "worker", "--queues", "workflows,email")
     api = start_command(settings, root, "api", sys.executable, "-m", "bench.api_app")
     temporal = await connect(settings)
     pool = await create_pool(settings, max_size=2)
     stop_relay = asyncio.Event()
-    # The relay alone (cheap: one query a second) when no worker runs: it starts whatever
-    # the API left behind, as it would in production.
-    relay = (
-        None
-        if WITH_WORKER
-        else asyncio.create_task(OutboxRelay(temporal, settings, pool).run(stop_relay))
-    )
+    # The relay (cheap: one query a second) starts whatever the API left behind, as the
+    # relay of a worker process would.
+    relay = asyncio.create_task(OutboxRelay(temporal, settings, pool).run(stop_relay))
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     try:
         async with httpx.AsyncClient(
@@ -251,26 +250,28 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
                 print(f"bench.api: {rate} req/s ...", file=sys.stderr, flush=True)
                 results.append(await run_rate(load, rate, rounds))
         expected = load.created[LEAD]
-        # A busy worker leaves the API's starts to time out, and the relay has a backlog.
-        settle = 90 if WITH_WORKER else 15
+        settle = 15
         rows_, started = await outbox_settled(stack, expected, settle)
         queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
         workflows = await workflows_on(temporal, queue, expected, settle)
+        emails = await emails_in(stack, expected if API_WORKER else 0, settle)
     finally:
         stop_process(api, timeout=20)
-        if worker is not None:
-            stop_process(worker, timeout=20)
         stop_relay.set()
-        if relay is not None:
-            await relay
+        await relay
         await pool.close()
     load_text = load_note()
     all_started = rows_ == expected and started == rows_ and workflows == expected
+    all_sent = emails == (expected if API_WORKER else 0)
     checked = (
         f"{expected} leads posted: {rows_} outbox rows, {started} started, "
         f"{workflows} email workflows in Temporal" + ("" if all_started else " (NOT ALL STARTED)")
     )
-    worker_text = "worker running beside" if WITH_WORKER else "no worker polling (see docs)"
+    worker_text = (
+        f"the API's worker sent {emails} emails" + ("" if all_sent else " (NOT ALL SENT)")
+        if API_WORKER
+        else "no worker polling (BENCH_API_WORKER=0)"
+    )
     rows = []
     for result in results:
         note = (
@@ -282,10 +283,21 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         if result.rate == GOAL_RATE:
             note += f"; {checked}; {worker_text}; {load_text}"
         rows.append(row_of(result, note))
-    if not all_started or any(r.errors for r in results):
+    if not (all_started and all_sent) or any(r.errors for r in results):
         # Figures of a run that lost jobs or requests prove nothing: no goal is met.
         rows = [dataclasses.replace(row, met=False) for row in rows]
     return rows
+
+
+async def emails_in(stack: Stack, expected: int, seconds: float) -> int:
+    """How many messages the sink holds, once `expected` are there or time is up."""
+
+    async def enough() -> bool:
+        return stack.sink.count() >= expected
+
+    with contextlib.suppress(TimeoutError):
+        await wait_until(enough, within=seconds, what="the emails", interval=0.5)
+    return stack.sink.count()
 
 
 async def workflows_on(client: Client, queue: str, expected: int, seconds: float) -> int:
@@ -299,7 +311,7 @@ async def workflows_on(client: Client, queue: str, expected: int, seconds: float
 
 
 async def measure() -> list[Row]:
-    """Start a stack on free ports, the API and a worker beside it, measure, stop them all."""
+    """Start a stack on free ports and the API beside it, measure, stop them all."""
     with tempfile.TemporaryDirectory(prefix="offload-bench-api-") as tmp:
         root = Path(tmp)
         async with running_stack(root / "stack") as stack:
