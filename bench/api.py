@@ -171,12 +171,16 @@ def start_command(
     )
 
 
-async def wait_for_api(client: httpx.AsyncClient, api: subprocess.Popen[bytes]) -> None:
+async def wait_for_api(
+    client: httpx.AsyncClient, api: subprocess.Popen[bytes], base_url: str = ""
+) -> None:
+    """Until the API `api` at `base_url` (default: the client's) answers /healthz with 200."""
+
     async def healthy() -> bool:
         if api.poll() is not None:
             raise RuntimeError("the API exited (see api.log)")
         try:
-            return (await client.get("/healthz")).status_code == 200
+            return (await client.get(f"{base_url}/healthz")).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -102,6 +102,26 @@ async def test_offload_api_alone_delivers_a_lead_from_its_own_eager_start(
     assert await pool.fetchval("SELECT started_at IS NOT NULL FROM outbox") is True
 
 
+async def test_offload_api_without_its_worker_leaves_the_job_to_the_workers(
+    settings: Settings, pool: Pool, client: Client, smtp_sink: SmtpSink
+) -> None:
+    process, url = await started_api(settings.model_copy(update={"api_worker": False}))
+    try:
+        await post_lead(url, "ada@example.com")
+        workflow_id = await eventually(
+            lambda: pool.fetchval("SELECT workflow_id FROM outbox WHERE started_at IS NOT NULL")
+        )
+        # Started, and waiting in the queue: no process polls it.
+        await asyncio.sleep(1)
+        assert smtp_sink.messages() == []
+        async with running_worker(client, settings, pool):
+            assert await delivered(smtp_sink, 1) == {"ada@example.com": 1}
+    finally:
+        await stopped(process)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    assert not started_eagerly(history)
+
+
 async def test_offload_api_started_while_temporal_is_down_hosts_its_worker_once_it_is_up(
     settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
