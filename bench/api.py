@@ -129,6 +129,27 @@ class Load:
         return block
 
 
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: set[int]) -> float:
+    """CPU time (user and system) used so far by the processes `pids` and their children
+    (PostgreSQL's backends), from /proc."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # The fields after the command name, from the state on: ppid is [1], utime [11].
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(entry.name) in pids or int(fields[1]) in pids:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS_PER_SECOND
+
+
 @dataclass
 class RateResult:
     rate: int
@@ -136,19 +157,38 @@ class RateResult:
     bare: list[float]
     errors: Counter[str]
     send_lag_ms: float
+    # CPU ms per request of each process group (the API, Temporal, ...), per endpoint.
+    cpu_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-async def run_rate(load: Load, rate: int, rounds: int) -> RateResult:
+async def run_rate(
+    load: Load, rate: int, rounds: int, processes: dict[str, set[int]]
+) -> RateResult:
     paths = [LEAD, BARE]
     found: dict[str, list[float]] = {LEAD: [], BARE: []}
+    cpu: dict[str, Counter[str]] = {LEAD: Counter(), BARE: Counter()}
     errors: Counter[str] = Counter()
     lag = 0.0
     for which in [0, 1, 1, 0] * rounds:
+        before = {name: cpu_seconds(pids) for name, pids in processes.items()}
         block = await load.block(paths[which], rate, BLOCK_SECONDS)
+        for name, pids in processes.items():
+            cpu[paths[which]][name] += cpu_seconds(pids) - before[name]
         found[paths[which]] += block.latencies_ms
         errors += block.errors
         lag = max(lag, block.send_lag_ms)
-    return RateResult(rate, found[LEAD], found[BARE], errors, lag)
+    cpu_ms = {
+        path: {name: 1000 * cpu[path][name] / max(1, len(found[path])) for name in processes}
+        for path in paths
+    }
+    return RateResult(rate, found[LEAD], found[BARE], errors, lag, cpu_ms)
+
+
+def cpu_text(result: RateResult) -> str:
+    """`CPU ms per request, lead / bare: api 7.1/3.0, temporal 3.2/0.0, ...`"""
+    lead, bare = result.cpu_ms[LEAD], result.cpu_ms[BARE]
+    parts = [f"{name} {lead[name]:.1f}/{bare[name]:.1f}" for name in lead]
+    return "CPU ms per request, lead/bare: " + ", ".join(parts)
 
 
 def start_process(settings: Settings, root: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -169,6 +209,10 @@ def start_command(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def pids_of(process: subprocess.Popen[bytes] | None) -> set[int]:
+    return {process.pid} if process is not None else set()
 
 
 async def wait_for_api(
@@ -245,6 +289,12 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         ) as client:
             await wait_for_api(client, api)
             load = Load(client, run)
+            processes = {
+                "api": {api.pid},
+                "temporal": pids_of(stack.temporal.process),
+                "postgres": pids_of(stack.postgres.process),
+                "sink": pids_of(stack.sink.process),
+            }
             # Warm-up: connections open, code paths compiled, the Temporal client connected.
             for path in (LEAD, BARE):
                 await load.block(path, GOAL_RATE, WARMUP_SECONDS)
@@ -252,7 +302,7 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             for rate in RATES:
                 rounds = GOAL_ROUNDS if rate == GOAL_RATE else OTHER_ROUNDS
                 print(f"bench.api: {rate} req/s ...", file=sys.stderr, flush=True)
-                results.append(await run_rate(load, rate, rounds))
+                results.append(await run_rate(load, rate, rounds, processes))
         expected = load.created[LEAD]
         # Starts that timed out under load, and rows whose mark was dropped, are the relay's.
         settle = 60
@@ -283,7 +333,7 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             f"{len(result.lead)}+{len(result.bare)} requests, open loop, "
             f"{BLOCK_SECONDS:g} s blocks A B B A, latency from each request's due time; "
             f"errors: {dict(result.errors) or 'none'}; "
-            f"generator lag up to {result.send_lag_ms:.1f} ms"
+            f"generator lag up to {result.send_lag_ms:.1f} ms; {cpu_text(result)}"
         )
         if result.rate == GOAL_RATE:
             note += f"; {checked}; {worker_text}; {load_text}"
