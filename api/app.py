@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,9 +16,12 @@ from api.context import ApiContext, LeadTask
 from api.limits import RequestLimits
 from api.metrics import ApiMetrics
 from api.rate_limits import RateLimits
+from api.worker import ApiWorker
 from offload import tracing
 from offload.db import Pool
 from offload.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -25,12 +30,16 @@ def create_app(
     client: Client,
     *,
     after_lead: dict[str, LeadTask] | None = None,
+    host_worker: bool = False,
 ) -> FastAPI:
     """The API for `settings`, on a pool and a Temporal client that its caller owns.
 
     Connect the client lazily (`connect(settings, lazy=True)`), so that the API starts, and
     takes leads, while Temporal is down. `after_lead` replaces the after-response tasks of a
-    saved lead (tests use it).
+    saved lead (tests use it). With `host_worker` (`offload api`, `OFFLOAD_API_WORKER`) the
+    app runs a workflow worker of its own from start-up to shutdown (`api.worker`), and its
+    starts are eager; without, it starts jobs on `client` (eager only if a worker of that
+    client polls the workflow queue, as in `offload dev`).
     """
     metrics = ApiMetrics()
     runner = AfterResponseRunner(
@@ -41,16 +50,25 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.context = ApiContext(
+        context = app.state.context = ApiContext(
             settings=settings,
             pool=pool,
             client=client,
             metrics=metrics,
             after_lead=dict(leads.AFTER_LEAD if after_lead is None else after_lead),
         )
+        stop_worker = asyncio.Event()
+        worker = None
+        if host_worker:
+            worker = asyncio.create_task(ApiWorker(context).run(stop_worker), name="api worker")
+            worker.add_done_callback(_report_worker_failure)
         yield
-        # Requests in flight have finished; give their after-response tasks time to finish.
+        # Requests in flight have finished; give their after-response tasks (the starts among
+        # them) time to finish, then let the worker finish the jobs it was handed.
         await runner.drain(settings.after_response_timeout_seconds)
+        if worker is not None:
+            stop_worker.set()
+            await worker
 
     app = FastAPI(
         title="Offload",
@@ -75,3 +93,9 @@ def create_app(
     app.include_router(dead_letter_page.router)
     tracing.instrument_api(app)
     return app
+
+
+def _report_worker_failure(task: asyncio.Task[None]) -> None:
+    # At once, not only at shutdown: the API goes on serving, its starts no longer eager.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the API's workflow worker stopped: %r", task.exception())

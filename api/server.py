@@ -84,13 +84,14 @@ async def serve_api(
     """`offload api` in this process: the app on its own pool and a lazy Temporal client.
 
     Lazy: the API starts, and takes leads, while Temporal is down; the outbox relay starts
-    their jobs later. `extend` adds to the app before it serves: a benchmark's extra route,
-    a test's fault (they stay out of the app itself).
+    their jobs later. With `OFFLOAD_API_WORKER` (the default) it hosts a workflow worker, so
+    its starts are eager. `extend` adds to the app before it serves: a benchmark's extra
+    route, a test's fault (they stay out of the app itself).
     """
     pool = await create_pool(settings, max_size=settings.api_pool_size)
     try:
         client = await connect(settings, lazy=True)
-        app = create_app(settings, pool=pool, client=client)
+        app = create_app(settings, pool=pool, client=client, host_worker=settings.api_worker)
         if extend is not None:
             extend(app)
         await serve(app, settings, stop, started=started)

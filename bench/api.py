@@ -2,9 +2,11 @@
 
 One run, one stack (Temporal dev server, PostgreSQL, SMTP sink on free ports), and beside
 it the API in its own process (`offload api`, with the benchmark routes on), so that the
-load generator's CPU never shares the API's event loop. The outbox relay runs here; the
-worker does not poll during the run unless `BENCH_API_WORKER=1` (on 2 cores, running 50
-jobs a second would take the CPU both endpoints need: see docs/performance.md).
+load generator's CPU never shares the API's event loop. The API hosts its workflow worker,
+as `offload api` does by default, so every lead's job starts eagerly and its email is sent
+from the API process during the run; `BENCH_API_WORKER=0` measures the API as a client
+only (`OFFLOAD_API_WORKER=0`: its jobs wait in the queue, no worker polls). The outbox
+relay runs here, as in a worker process.
 
 The load is open-loop: requests leave at fixed arrival times, whatever the earlier ones
 are doing, and each latency is counted from the time the request was due, not from when
@@ -19,6 +21,7 @@ Run it with `python -m bench.api`, or all benchmarks with `make bench`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -46,19 +49,20 @@ from offload.polling import wait_until
 from offload.settings import Settings
 from offload.temporal import connect
 
-# Requests per second, each with its A B B A rounds; 50/s is the rate the goal is set at.
+# Requests per second, each with its A B B A rounds, and the p99 ratio each rate's goal
+# allows (issue 17); at 50/s the p99 must also stay under GOAL_P99_MS.
 GOAL_RATE = 50
+GOAL_RATIOS = {GOAL_RATE: 1.3, 100: 1.5}
 RATES = [int(r) for r in os.environ.get("BENCH_API_RATES", f"20,{GOAL_RATE},100").split(",") if r]
 BLOCK_SECONDS = float(os.environ.get("BENCH_API_BLOCK_SECONDS", "2"))
 # A B B A rounds at the goal's rate (more samples under its p99) and at the others.
 GOAL_ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))
 OTHER_ROUNDS = max(1, GOAL_ROUNDS - 1)
 WARMUP_SECONDS = 2.0
-GOAL_RATIO = 1.5
 GOAL_P99_MS = 30.0
 
-# With the worker polling during the run, on 2 cores its jobs take the CPU the API needs.
-WITH_WORKER = os.environ.get("BENCH_API_WORKER", "") == "1"
+# The API runs its own workflow worker (the default of `offload api`), or is a client only.
+API_WORKER = os.environ.get("BENCH_API_WORKER", "1") == "1"
 
 LEAD = "/leads"
 
@@ -125,6 +129,27 @@ class Load:
         return block
 
 
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: set[int]) -> float:
+    """CPU time (user and system) used so far by the processes `pids` and their children
+    (PostgreSQL's backends), from /proc."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # The fields after the command name, from the state on: ppid is [1], utime [11].
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(entry.name) in pids or int(fields[1]) in pids:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICKS_PER_SECOND
+
+
 @dataclass
 class RateResult:
     rate: int
@@ -132,19 +157,38 @@ class RateResult:
     bare: list[float]
     errors: Counter[str]
     send_lag_ms: float
+    # CPU ms per request of each process group (the API, Temporal, ...), per endpoint.
+    cpu_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-async def run_rate(load: Load, rate: int, rounds: int) -> RateResult:
+async def run_rate(
+    load: Load, rate: int, rounds: int, processes: dict[str, set[int]]
+) -> RateResult:
     paths = [LEAD, BARE]
     found: dict[str, list[float]] = {LEAD: [], BARE: []}
+    cpu: dict[str, Counter[str]] = {LEAD: Counter(), BARE: Counter()}
     errors: Counter[str] = Counter()
     lag = 0.0
     for which in [0, 1, 1, 0] * rounds:
+        before = {name: cpu_seconds(pids) for name, pids in processes.items()}
         block = await load.block(paths[which], rate, BLOCK_SECONDS)
+        for name, pids in processes.items():
+            cpu[paths[which]][name] += cpu_seconds(pids) - before[name]
         found[paths[which]] += block.latencies_ms
         errors += block.errors
         lag = max(lag, block.send_lag_ms)
-    return RateResult(rate, found[LEAD], found[BARE], errors, lag)
+    cpu_ms = {
+        path: {name: 1000 * cpu[path][name] / max(1, len(found[path])) for name in processes}
+        for path in paths
+    }
+    return RateResult(rate, found[LEAD], found[BARE], errors, lag, cpu_ms)
+
+
+def cpu_text(result: RateResult) -> str:
+    """`CPU ms per request, lead / bare: api 7.1/3.0, temporal 3.2/0.0, ...`"""
+    lead, bare = result.cpu_ms[LEAD], result.cpu_ms[BARE]
+    parts = [f"{name} {lead[name]:.1f}/{bare[name]:.1f}" for name in lead]
+    return "CPU ms per request, lead/bare: " + ", ".join(parts)
 
 
 def start_process(settings: Settings, root: Path, name: str, *args: str) -> subprocess.Popen[bytes]:
@@ -167,12 +211,20 @@ def start_command(
     )
 
 
-async def wait_for_api(client: httpx.AsyncClient, api: subprocess.Popen[bytes]) -> None:
+def pids_of(process: subprocess.Popen[bytes] | None) -> set[int]:
+    return {process.pid} if process is not None else set()
+
+
+async def wait_for_api(
+    client: httpx.AsyncClient, api: subprocess.Popen[bytes], base_url: str = ""
+) -> None:
+    """Until the API `api` at `base_url` (default: the client's) answers /healthz with 200."""
+
     async def healthy() -> bool:
         if api.poll() is not None:
             raise RuntimeError("the API exited (see api.log)")
         try:
-            return (await client.get("/healthz")).status_code == 200
+            return (await client.get(f"{base_url}/healthz")).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -194,10 +246,11 @@ def row_of(result: RateResult, note: str) -> Row:
     p50, p99 = percentile(result.lead, 50), percentile(result.lead, 99)
     bare50, bare99 = percentile(result.bare, 50), percentile(result.bare, 99)
     ratio = p99 / bare99
-    if result.rate == GOAL_RATE:
-        goal, met = at_most(ratio, GOAL_RATIO)
-        goal = f"{goal}, p99 < {GOAL_P99_MS:g} ms"
-        met = met and p99 < GOAL_P99_MS
+    if result.rate in GOAL_RATIOS:
+        goal, met = at_most(ratio, GOAL_RATIOS[result.rate])
+        if result.rate == GOAL_RATE:
+            goal = f"{goal}, p99 < {GOAL_P99_MS:g} ms"
+            met = met and p99 < GOAL_P99_MS
     else:
         goal, met = "(none)", True
     return Row(
@@ -220,21 +273,15 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         # One client posts every lead: measured here is the API, not its abuse limit.
         OFFLOAD_API_CLIENT_RATE_LIMIT=0,
         OFFLOAD_METRICS_ADDRESS=f"127.0.0.1:{free_port()}",
+        OFFLOAD_API_WORKER=API_WORKER,
     )
-    worker = None
-    if WITH_WORKER:
-        worker = start_process(settings, root, "worker", "worker", "--queues", "workflows,email")
     api = start_command(settings, root, "api", sys.executable, "-m", "bench.api_app")
     temporal = await connect(settings)
     pool = await create_pool(settings, max_size=2)
     stop_relay = asyncio.Event()
-    # The relay alone (cheap: one query a second) when no worker runs: it starts whatever
-    # the API left behind, as it would in production.
-    relay = (
-        None
-        if WITH_WORKER
-        else asyncio.create_task(OutboxRelay(temporal, settings, pool).run(stop_relay))
-    )
+    # The relay (cheap: one query a second) starts whatever the API left behind, as the
+    # relay of a worker process would.
+    relay = asyncio.create_task(OutboxRelay(temporal, settings, pool).run(stop_relay))
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     try:
         async with httpx.AsyncClient(
@@ -242,6 +289,12 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         ) as client:
             await wait_for_api(client, api)
             load = Load(client, run)
+            processes = {
+                "api": {api.pid},
+                "temporal": pids_of(stack.temporal.process),
+                "postgres": pids_of(stack.postgres.process),
+                "sink": pids_of(stack.sink.process),
+            }
             # Warm-up: connections open, code paths compiled, the Temporal client connected.
             for path in (LEAD, BARE):
                 await load.block(path, GOAL_RATE, WARMUP_SECONDS)
@@ -249,43 +302,57 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             for rate in RATES:
                 rounds = GOAL_ROUNDS if rate == GOAL_RATE else OTHER_ROUNDS
                 print(f"bench.api: {rate} req/s ...", file=sys.stderr, flush=True)
-                results.append(await run_rate(load, rate, rounds))
+                results.append(await run_rate(load, rate, rounds, processes))
         expected = load.created[LEAD]
-        # A busy worker leaves the API's starts to time out, and the relay has a backlog.
-        settle = 90 if WITH_WORKER else 15
+        # Starts that timed out under load, and rows whose mark was dropped, are the relay's.
+        settle = 60
         rows_, started = await outbox_settled(stack, expected, settle)
         queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
         workflows = await workflows_on(temporal, queue, expected, settle)
+        emails = await emails_in(stack, expected if API_WORKER else 0, settle)
     finally:
         stop_process(api, timeout=20)
-        if worker is not None:
-            stop_process(worker, timeout=20)
         stop_relay.set()
-        if relay is not None:
-            await relay
+        await relay
         await pool.close()
     load_text = load_note()
     all_started = rows_ == expected and started == rows_ and workflows == expected
+    all_sent = emails == (expected if API_WORKER else 0)
     checked = (
         f"{expected} leads posted: {rows_} outbox rows, {started} started, "
         f"{workflows} email workflows in Temporal" + ("" if all_started else " (NOT ALL STARTED)")
     )
-    worker_text = "worker running beside" if WITH_WORKER else "no worker polling (see docs)"
+    worker_text = (
+        f"the API's worker sent {emails} emails" + ("" if all_sent else " (NOT ALL SENT)")
+        if API_WORKER
+        else "no worker polling (BENCH_API_WORKER=0)"
+    )
     rows = []
     for result in results:
         note = (
             f"{len(result.lead)}+{len(result.bare)} requests, open loop, "
             f"{BLOCK_SECONDS:g} s blocks A B B A, latency from each request's due time; "
             f"errors: {dict(result.errors) or 'none'}; "
-            f"generator lag up to {result.send_lag_ms:.1f} ms"
+            f"generator lag up to {result.send_lag_ms:.1f} ms; {cpu_text(result)}"
         )
         if result.rate == GOAL_RATE:
             note += f"; {checked}; {worker_text}; {load_text}"
         rows.append(row_of(result, note))
-    if not all_started or any(r.errors for r in results):
+    if not (all_started and all_sent) or any(r.errors for r in results):
         # Figures of a run that lost jobs or requests prove nothing: no goal is met.
         rows = [dataclasses.replace(row, met=False) for row in rows]
     return rows
+
+
+async def emails_in(stack: Stack, expected: int, seconds: float) -> int:
+    """How many messages the sink holds, once `expected` are there or time is up."""
+
+    async def enough() -> bool:
+        return stack.sink.count() >= expected
+
+    with contextlib.suppress(TimeoutError):
+        await wait_until(enough, within=seconds, what="the emails", interval=0.5)
+    return stack.sink.count()
 
 
 async def workflows_on(client: Client, queue: str, expected: int, seconds: float) -> int:
@@ -299,7 +366,7 @@ async def workflows_on(client: Client, queue: str, expected: int, seconds: float
 
 
 async def measure() -> list[Row]:
-    """Start a stack on free ports, the API and a worker beside it, measure, stop them all."""
+    """Start a stack on free ports and the API beside it, measure, stop them all."""
     with tempfile.TemporaryDirectory(prefix="offload-bench-api-") as tmp:
         root = Path(tmp)
         async with running_stack(root / "stack") as stack:

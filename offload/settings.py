@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     api_pool_size: int = Field(20, ge=1)
     api_max_body_bytes: int = Field(16_384, ge=1)
     api_start_timeout_seconds: float = Field(1.0, gt=0)
+    # `offload api` runs a workflow worker of its own, so its starts are eager (the job's
+    # first workflow task comes back in the start's answer, a trip through matching saved).
+    api_worker: bool = True
     after_response_timeout_seconds: float = Field(5.0, gt=0)
     after_response_max_tasks: int = Field(100, ge=1)
     # The relay of the outbox, in the worker: how often it looks, and how old a row must be

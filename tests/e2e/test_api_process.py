@@ -1,4 +1,5 @@
-"""`offload api` as its own process: killed right after a commit, a taken port, SIGTERM."""
+"""`offload api` as its own process: its own workflow worker, killed right after a commit, a
+taken port, SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import sys
 
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
+from offload import queues
 from offload.db import Pool
-from offload.dev.stack import SmtpSink, find_binary
+from offload.dev.stack import ONE_PARTITION, SmtpSink, TemporalDevServer, find_binary
 from offload.net import free_port
 from offload.settings import Settings
 from tests.api import delivered, eventually
@@ -48,6 +53,129 @@ async def started_api(settings: Settings, *command: str) -> tuple[subprocess.Pop
 
 async def exit_code(process: subprocess.Popen[bytes], seconds: float = 30) -> int:
     return await asyncio.to_thread(process.wait, seconds)
+
+
+def started_eagerly(history: WorkflowHistory) -> bool:
+    """Whether the first workflow task came in the start's answer, not from a poll of the queue.
+
+    An eager start records the task started with the workflow, in the same write; a task
+    that a worker polls is started later, and the server records the history size the
+    poller got with it.
+    """
+    scheduled, started = history.events[1], history.events[2]
+    assert scheduled.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
+    assert started.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    waited_ms = (started.event_time.ToNanoseconds() - scheduled.event_time.ToNanoseconds()) / 1e6
+    polled = started.workflow_task_started_event_attributes.history_size_bytes > 0
+    return waited_ms < 1 and not polled
+
+
+async def post_lead(url: str, email: str) -> int:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        response = await http.post("/leads", json={"name": "Ada", "email": email})
+    assert response.status_code == 201, response.text
+    lead_id: int = response.json()["id"]
+    return lead_id
+
+
+async def stopped(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then a clean exit (the worker drained)."""
+    process.send_signal(signal.SIGTERM)
+    assert await exit_code(process) == 0, process.communicate()
+    process.communicate()
+
+
+async def test_offload_api_alone_delivers_a_lead_from_its_own_eager_start(
+    settings: Settings, pool: Pool, client: Client, smtp_sink: SmtpSink
+) -> None:
+    # No worker runs anywhere: the API's own workflow worker runs the job.
+    process, url = await started_api(settings)
+    try:
+        lead_id = await post_lead(url, "ada@example.com")
+        assert await delivered(smtp_sink, 1) == {"ada@example.com": 1}
+    finally:
+        await stopped(process)
+    workflow_id = await pool.fetchval("SELECT workflow_id FROM outbox")
+    assert str(lead_id) in workflow_id
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    assert started_eagerly(history)
+    assert await pool.fetchval("SELECT started_at IS NOT NULL FROM outbox") is True
+
+
+async def test_offload_api_without_its_worker_leaves_the_job_to_the_workers(
+    settings: Settings, pool: Pool, client: Client, smtp_sink: SmtpSink
+) -> None:
+    process, url = await started_api(settings.model_copy(update={"api_worker": False}))
+    try:
+        await post_lead(url, "ada@example.com")
+        workflow_id = await eventually(
+            lambda: pool.fetchval("SELECT workflow_id FROM outbox WHERE started_at IS NOT NULL")
+        )
+        # Started, and waiting in the queue: no process polls it.
+        await asyncio.sleep(1)
+        assert smtp_sink.messages() == []
+        async with running_worker(client, settings, pool):
+            assert await delivered(smtp_sink, 1) == {"ada@example.com": 1}
+    finally:
+        await stopped(process)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    assert not started_eagerly(history)
+
+
+async def test_offload_api_started_while_temporal_is_down_hosts_its_worker_once_it_is_up(
+    settings: Settings, pool: Pool, smtp_sink: SmtpSink
+) -> None:
+    agent = await pool.fetchval(
+        "INSERT INTO agents (name, email) VALUES ('A', 'a@example.com') RETURNING id"
+    )
+    port = free_port()
+    down = settings.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
+    process, url = await started_api(down)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            health = await http.get("/healthz")
+            assert health.status_code == 503, health.text
+            assert health.json()["temporal"].startswith("unavailable")
+            report = {"user_id": agent, "start": "2026-06-01", "end": "2026-06-30"}
+            refused = await http.post("/reports", json=report)
+            assert refused.status_code == 503, refused.text
+        # Saved while Temporal is down; its job waits in the outbox for the relay.
+        await post_lead(url, "first@example.com")
+
+        server = TemporalDevServer(port=port, ui_port=None, extra_args=ONE_PARTITION)
+        await server.start()
+        try:
+            temporal = await Client.connect(server.address)
+            queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
+
+            async def polled() -> bool:
+                found = await temporal.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=settings.temporal_namespace,
+                        task_queue=TaskQueue(name=queue),
+                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                    )
+                )
+                return len(found.pollers) > 0
+
+            # What `temporal task-queue describe` shows: the API's worker polls the queue.
+            await eventually(polled, 30)
+            async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+                assert (await http.get("/healthz")).status_code == 200
+            lead_id = await post_lead(url, "second@example.com")
+            assert await delivered(smtp_sink, 1) == {"second@example.com": 1}
+            workflow_id = await pool.fetchval(
+                "SELECT workflow_id FROM outbox WHERE workflow_id LIKE $1", f"%lead-{lead_id}-%"
+            )
+            history = await temporal.get_workflow_handle(workflow_id).fetch_history()
+            assert started_eagerly(history)
+        finally:
+            await stopped(process)
+            server.stop()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 async def test_a_lead_committed_by_an_api_killed_before_the_start_is_started_by_the_relay(

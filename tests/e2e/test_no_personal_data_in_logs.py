@@ -117,9 +117,9 @@ async def test_failed_jobs_log_their_error_types_and_ids_but_no_address_or_name(
     leaks = [line for line in lines if any(word in line for word in forbidden_words())]
     assert not leaks, "\n".join(leaks[:20])
     assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text.replace("@offload.localhost", ""))
-    # What an operator needs is there: each failed attempt's error type and job.
-    worker = logs["worker"].read_text()
+    # What an operator needs is there: each failed attempt's error type and job, in the log
+    # of the process that ran it (the API's own worker makes a lead's first attempt).
     for error_type in ("SmtpPermanentError", "SmtpTransientError", "InvalidEmailAddress"):
-        assert error_type in worker, error_type
+        assert error_type in text, error_type
     for workflow_id in failing:
-        assert workflow_id in worker, workflow_id
+        assert workflow_id in text, workflow_id

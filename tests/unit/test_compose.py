@@ -403,7 +403,8 @@ def test_prometheus_scrapes_every_worker_and_grafana_shows_offload_metrics(
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     [workers] = jobs["offload-worker"]["dns_sd_configs"]
-    assert set(workers["names"]) == WORKERS
+    # The API hosts a workflow worker too (OFFLOAD_API_WORKER): its job metrics are scraped.
+    assert set(workers["names"]) == {*WORKERS, "api"}
     assert workers["port"] == 9464
     targets = [
         t for job in jobs.values() for s in job.get("static_configs", []) for t in s["targets"]
