@@ -27,7 +27,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.bare import BareWorkflow, FastBareWorkflow, bare_noop
-from bench.rows import Row, at_least, at_most, print_and_exit
+from bench.rows import Row, print_and_exit
 from bench.stack import Stack, load_note, running_stack
 from offload import queues
 from offload.db import create_pool
@@ -225,15 +225,14 @@ def latency_rows(found: dict[str, object], server: str) -> list[Row]:
     by_side: dict[int, list[float]] = found["latency"]  # type: ignore[assignment]
     email_ms, fast_ms = by_side[OFFLOAD], by_side[FAST_BARE]
     p50, fast_p50 = statistics.median(email_ms), statistics.median(fast_ms)
-    goal, met = at_most(p50 / fast_p50, 1.5)
     rows = [
-        Row(
+        Row.with_goal(
+            "<=",
+            1.5,
             name=f"email job enqueue->delivered p50 ({server})",
             figure=f"{p50:.1f} ms (p99 {percentile(email_ms, 99):.0f})",
             baseline=f"{fast_p50:.1f} ms (p99 {percentile(fast_ms, 99):.0f}) {SHAPES[FAST_BARE]}",
             ratio=p50 / fast_p50,
-            goal=goal,
-            met=met,
             note=f"{len(email_ms)} jobs a side, one at a time, sides taking turns; {found['load']}",
         )
     ]
@@ -268,17 +267,16 @@ def latency_rows(found: dict[str, object], server: str) -> list[Row]:
 def throughput_rows(found: dict[str, object]) -> list[Row]:
     throughput: Throughput = found["throughput"]  # type: ignore[assignment]
     email_rate, fast_rate = throughput.rates
-    goal, met = at_least(throughput.ratio, 0.85)
     blocks = ", ".join(f"{r:.2f}" for r in throughput.block_ratios)
     delivered, expected = found["delivered"]  # type: ignore[misc]
     rows = [
-        Row(
+        Row.with_goal(
+            ">=",
+            0.85,
             name="email jobs per second (in-memory dev server)",
             figure=f"{email_rate:.1f} jobs/s",
             baseline=f"{fast_rate:.1f} workflows/s {SHAPES[FAST_BARE]}",
             ratio=throughput.ratio,
-            goal=goal,
-            met=met,
             note=f"batches of {THROUGHPUT_BATCH} at once, {THROUGHPUT_ROUNDS * 2} a side, "
             f"taking turns; ratio = median of the blocks' ratios ({blocks}); "
             f"{delivered}/{expected} messages reached the sink; {found['load']}",
