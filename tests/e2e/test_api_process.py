@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from offload import queues
 from offload.db import Pool
-from offload.dev.stack import ONE_PARTITION, SmtpSink, TemporalDevServer, find_binary
+from offload.dev.stack import SmtpSink, TemporalDevServer, find_binary
 from offload.net import free_port
 from offload.settings import Settings
 from tests.api import delivered, eventually
@@ -142,7 +142,7 @@ async def test_offload_api_started_while_temporal_is_down_hosts_its_worker_once_
         # Saved while Temporal is down; its job waits in the outbox for the relay.
         await post_lead(url, "first@example.com")
 
-        server = TemporalDevServer(port=port, ui_port=None, extra_args=ONE_PARTITION)
+        server = TemporalDevServer(port=port, ui_port=None)
         await server.start()
         try:
             temporal = await Client.connect(server.address)
@@ -171,7 +171,7 @@ async def test_offload_api_started_while_temporal_is_down_hosts_its_worker_once_
             assert started_eagerly(history)
         finally:
             await stopped(process)
-            server.stop()
+            await server.stop()
     finally:
         if process.poll() is None:
             process.kill()
