@@ -176,7 +176,10 @@ def build_message(
         utf8.set_content(rendered.text)
         utf8.add_alternative(rendered.html, subtype="html")
         return utf8
-    msg = MIMEMultipart("alternative")
+    # A boundary of our own: the generator would pick a random one and compile a regex
+    # for it per message (a third of flattening it). "=_" never occurs in quoted-printable
+    # text, so it cannot collide with the bodies.
+    msg = MIMEMultipart("alternative", boundary=f"=_offload_{message_id.strip('<>')}")
     msg["From"] = mail_from if mail_from.isascii() else formataddr(parseaddr(mail_from), "utf-8")
     msg["To"] = recipient
     if rendered.subject.isascii():

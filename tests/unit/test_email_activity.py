@@ -37,6 +37,21 @@ async def test_250_sends_and_logs_once(settings: Settings, pool: Pool, smtp_sink
     assert await pool.fetchval("SELECT count(*) FROM email_log") == 1
 
 
+async def test_a_logged_key_is_already_sent_even_if_it_no_longer_composes(
+    settings: Settings, pool: Pool, smtp_sink: SmtpSink
+) -> None:
+    # The lookup runs while the message is composed: what it finds still decides.
+    activities = EmailActivities(settings, pool)
+    env = ActivityEnvironment()
+    first = await env.run(activities.send_email, job(idempotency_key="k-1"))
+    again = await env.run(
+        activities.send_email, job("not an address", idempotency_key="k-1", template="gone")
+    )
+    assert again.status == "already_sent"
+    assert again.message_id == first.message_id
+    assert len(smtp_sink.messages()) == 1
+
+
 async def test_the_local_first_attempt_sends_and_logs_like_the_queued_one(
     settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:

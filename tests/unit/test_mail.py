@@ -98,3 +98,23 @@ def test_a_built_message_reads_back_as_it_was_written(name: str, sender: str, to
     # An 8-bit body goes out with CRLF line ends, as SMTP wants them.
     assert text is not None and text.get_content().replace("\r\n", "\n") == rendered.text
     assert html is not None and html.get_content().replace("\r\n", "\n") == rendered.html
+
+
+def test_a_body_that_spells_the_boundary_does_not_split_the_message() -> None:
+    mid = "<abc@offload.localhost>"
+    trap = "\n--=_offload_abc@offload.localhost--\n"
+    rendered = mail.render("lead-confirmation", {"name": "Ada", "property": trap})
+    message = mail.build_message(
+        rendered,
+        mail_from="Offload <noreply@offload.localhost>",
+        to="ada@example.com",
+        message_id=mid,
+        date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        idempotency_key="key-1",
+    )
+    parsed = email.message_from_bytes(flatten_message(message), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    parts = [part.get_content_type() for part in parsed.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    text = parsed.get_body(preferencelist=("plain",))
+    assert text is not None and trap.strip() in text.get_content()
