@@ -291,7 +291,7 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             load = Load(client, run)
             processes = {
                 "api": {api.pid},
-                "temporal": pids_of(stack.temporal.process),
+                "temporal": {stack.temporal.pid} if stack.temporal.pid else set(),
                 "postgres": pids_of(stack.postgres.process),
                 "sink": pids_of(stack.sink.process),
             }

