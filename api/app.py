@@ -98,4 +98,5 @@ def create_app(
 def _report_worker_failure(task: asyncio.Task[None]) -> None:
     # At once, not only at shutdown: the API goes on serving, its starts no longer eager.
     if not task.cancelled() and task.exception() is not None:
-        log.error("the API's workflow worker stopped: %r", task.exception())
+        # exc_info, so the log's PersonalDataFilter shows the error's types, not its message.
+        log.error("the API's workflow worker stopped", exc_info=task.exception())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -102,7 +103,7 @@ class JobKind:
         name: str = self.workflow.KIND
         return name
 
-    @property
+    @cached_property
     def input(self) -> type[BaseModel]:
         """The pydantic model its workflow's run method takes (the outbox reads rows into it)."""
         arg_types = workflow._Definition.must_from_class(self.workflow).arg_types or []

@@ -119,22 +119,25 @@ async def redrive_command(args: argparse.Namespace, settings: Settings) -> int:
     request = RedriveRequest(
         ids=check_ids(args.ids), kind=args.kind, error_type=args.error_type, rate=args.rate
     )
-    async with database(settings, max_size=2) as pool:
-        entries = await redrivable(pool, request)
-    if args.dry_run:
-        _dry_run(request, entries, args.json)
-        return 0
-    total = len(entries)
-    if total and not args.json:
-        pace = f" at {request.rate:g}/s, about {total / request.rate:.0f} s" if request.rate else ""
-        print(f"redriving {total} entr{'y' if total == 1 else 'ies'}{pace}", flush=True)
-
-    async def progress() -> None:
-        started = len(await pool.fetch(QUERIES.find_redriven_of, [e["id"] for e in entries]))
-        if not args.json:
-            print(f"started   {started} of {total}", flush=True)
-
     async with database(settings, max_size=1) as pool:
+        entries = await redrivable(pool, request)
+        if args.dry_run:
+            _dry_run(request, entries, args.json)
+            return 0
+        total = len(entries)
+        if total and not args.json:
+            pace = (
+                f" at {request.rate:g}/s, about {total / request.rate:.0f} s"
+                if request.rate
+                else ""
+            )
+            print(f"redriving {total} entr{'y' if total == 1 else 'ies'}{pace}", flush=True)
+
+        async def progress() -> None:
+            started = len(await pool.fetch(QUERIES.find_redriven_of, [e["id"] for e in entries]))
+            if not args.json:
+                print(f"started   {started} of {total}", flush=True)
+
         result = await redrive(await connect(settings), settings, request, progress)
     if args.json:
         print_json(result.model_dump(mode="json"))
