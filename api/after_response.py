@@ -92,7 +92,7 @@ class AfterResponse:
         self._runner.spawn(name, fn, *args)
 
 
-def after_response_dependency(request: Request, background: BackgroundTasks) -> AfterResponse:
+async def after_response_dependency(request: Request, background: BackgroundTasks) -> AfterResponse:
     runner: AfterResponseRunner = request.app.state.after_response
     return AfterResponse(runner, background)
 

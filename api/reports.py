@@ -40,7 +40,7 @@ _bearer = HTTPBearer(
 )
 
 
-def require_token(
+async def require_token(
     context: ContextParam,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
