@@ -2,18 +2,29 @@
 
 One run, one stack (Temporal dev server, PostgreSQL, SMTP sink on free ports), and beside
 it the API in its own process (`offload api`, with the benchmark routes on), so that the
-load generator's CPU never shares the API's event loop. The API hosts its workflow worker,
-as `offload api` does by default, so every lead's job starts eagerly and its email is sent
-from the API process during the run; `BENCH_API_WORKER=0` measures the API as a client
-only (`OFFLOAD_API_WORKER=0`: its jobs wait in the queue, no worker polls). The outbox
-relay runs here, as in a worker process.
+load generator's CPU never shares the API's event loop.
+
+What is measured is the request path, not the jobs it queues. Every lead queues a
+confirmation email whose job costs about 30 ms of CPU (Temporal server, worker, sink)
+against the request's 5-10 ms; a deployment runs those jobs on other hosts, and on this
+2-core machine they would otherwise take the CPU the requests need. So the API is a client
+only (`OFFLOAD_API_WORKER=0`, as a deployment that cares about its request tail runs it),
+the jobs run in an `offload worker` process, and the job side (that worker, the Temporal
+server, the sink) runs at the lowest CPU priority (nice 19): it takes what the requests
+leave, and the run checks at the end that every lead's email was delivered.
+`BENCH_API_WORKER=1` measures the default of `offload api` instead: the API hosts its
+workflow worker and sends every lead's email itself. PostgreSQL is non-durable
+(`fsync=off`): this machine's disk stalls commits for up to 0.8 s, in bursts, and either
+endpoint's p99 was whichever requests a stall fell on (docs/performance.md).
 
 The load is open-loop: requests leave at fixed arrival times, whatever the earlier ones
 are doing, and each latency is counted from the time the request was due, not from when
 it left, so a server that falls behind shows it (no coordinated omission). At each rate the
-two endpoints alternate in blocks, A B B A, so the machine's noise falls on both. Every
-lead has its own address, so every `POST /leads` queues its own confirmation job; at the
-end the run checks that every posted lead's outbox row was started.
+two endpoints alternate in blocks, A B B A, so the machine's noise falls on both. A goal
+rate is measured in `BENCH_API_RUNS` runs (3) of `BENCH_API_ROUNDS` such rounds (2) each,
+and its goal must hold in every run. Every lead has its own address, so every `POST /leads`
+queues its own confirmation job; at the end the run checks that every posted lead's outbox
+row was started and its email delivered.
 
 Run it with `python -m bench.api`, or all benchmarks with `make bench`.
 """
@@ -24,6 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +51,7 @@ from temporalio.client import Client
 from bench.api_app import BARE
 from bench.email import percentile
 from bench.rows import Row, at_most, print_and_exit
-from bench.stack import Stack, load_note, running_stack
+from bench.stack import Stack, load_note, lower_priority, running_stack
 from offload import queues
 from offload.db import create_pool
 from offload.dev.stack import find_binary, stop_process
@@ -49,20 +61,27 @@ from offload.polling import wait_until
 from offload.settings import Settings
 from offload.temporal import connect
 
-# Requests per second, each with its A B B A rounds, and the p99 ratio each rate's goal
-# allows (issue 17); at 50/s the p99 must also stay under GOAL_P99_MS.
+# Requests per second, and the p99 ratio each rate's goal allows (issue 17); at 50/s the
+# p99 must also stay under GOAL_P99_MS.
 GOAL_RATE = 50
 GOAL_RATIOS = {GOAL_RATE: 1.3, 100: 1.5}
 RATES = [int(r) for r in os.environ.get("BENCH_API_RATES", f"20,{GOAL_RATE},100").split(",") if r]
 BLOCK_SECONDS = float(os.environ.get("BENCH_API_BLOCK_SECONDS", "2"))
-# A B B A rounds at the goal's rate (more samples under its p99) and at the others.
-GOAL_ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "3"))
-OTHER_ROUNDS = max(1, GOAL_ROUNDS - 1)
+# A goal rate is measured in RUNS runs of ROUNDS A B B A rounds, and must hold in each run;
+# a rate without a goal in one run.
+RUNS = int(os.environ.get("BENCH_API_RUNS", "3"))
+ROUNDS = int(os.environ.get("BENCH_API_ROUNDS", "2"))
 WARMUP_SECONDS = 2.0
 GOAL_P99_MS = 30.0
+# Once the load ends, how long the job side gets to start and send every lead's email.
+SETTLE_SECONDS = 240
 
-# The API runs its own workflow worker (the default of `offload api`), or is a client only.
-API_WORKER = os.environ.get("BENCH_API_WORKER", "1") == "1"
+# The API runs its own workflow worker (the default of `offload api`), or is a client only
+# beside a worker process (the request path alone: the default here).
+API_WORKER = os.environ.get("BENCH_API_WORKER", "0") == "1"
+# The client drops a kept-alive connection before the server does (uvicorn: after 5 s
+# idle), or a request sent on it as the server closes it fails (a ReadError).
+CLIENT_KEEPALIVE_SECONDS = 2.0
 
 LEAD = "/leads"
 
@@ -242,26 +261,55 @@ async def outbox_settled(stack: Stack, expected: int, seconds: float) -> tuple[i
         await asyncio.sleep(0.5)
 
 
-def row_of(result: RateResult, note: str) -> Row:
-    p50, p99 = percentile(result.lead, 50), percentile(result.lead, 99)
-    bare50, bare99 = percentile(result.bare, 50), percentile(result.bare, 99)
-    ratio = p99 / bare99
-    if result.rate in GOAL_RATIOS:
-        goal, met = at_most(ratio, GOAL_RATIOS[result.rate])
-        if result.rate == GOAL_RATE:
+def p99_ratio(result: RateResult) -> float:
+    return percentile(result.lead, 99) / percentile(result.bare, 99)
+
+
+def row_of(runs: list[RateResult], note: str) -> Row:
+    """The row of one rate: the figures of its worst run, and the goal checked in each."""
+    rate = runs[0].rate
+    ratios = [p99_ratio(run) for run in runs]
+    worst = runs[max(range(len(runs)), key=ratios.__getitem__)]
+    p50, p99 = percentile(worst.lead, 50), percentile(worst.lead, 99)
+    bare50, bare99 = percentile(worst.bare, 50), percentile(worst.bare, 99)
+    if rate in GOAL_RATIOS:
+        goal, met = at_most(max(ratios), GOAL_RATIOS[rate])
+        if rate == GOAL_RATE:
             goal = f"{goal}, p99 < {GOAL_P99_MS:g} ms"
-            met = met and p99 < GOAL_P99_MS
+            met = met and all(percentile(run.lead, 99) < GOAL_P99_MS for run in runs)
     else:
         goal, met = "(none)", True
+    if len(runs) > 1:
+        goal = f"{goal} in each of {len(runs)} runs"
     return Row(
-        name=f"POST /leads p99 @ {result.rate} req/s",
+        name=f"POST /leads p99 @ {rate} req/s",
         figure=f"{p99:.1f} ms (p50 {p50:.1f})",
         baseline=f"{bare99:.1f} ms (p50 {bare50:.1f}) bare INSERT",
-        ratio=ratio,
+        ratio=max(ratios),
         goal=goal,
         met=met,
         note=note,
     )
+
+
+def run_text(runs: list[RateResult]) -> str:
+    """`runs (p99 lead/bare ms, ratio): 14.2/12.9 1.10, ...`, or '' for one run."""
+    if len(runs) == 1:
+        return ""
+    each = [
+        f"{percentile(r.lead, 99):.1f}/{percentile(r.bare, 99):.1f} {p99_ratio(r):.2f}"
+        for r in runs
+    ]
+    return "runs (p99 lead/bare ms, ratio): " + ", ".join(each) + "; "
+
+
+def start_worker(settings: Settings, root: Path) -> subprocess.Popen[bytes]:
+    """`offload worker` for the leads' jobs, at the lowest CPU priority (module docstring)."""
+    command = [find_binary("offload", "offload"), "worker", "--queues", "workflows,email"]
+    worker = start_command(settings, root, "worker", *command)
+    # Set at once, while it has one thread: the threads it starts later inherit it.
+    lower_priority(worker.pid)
+    return worker
 
 
 async def measure_on(stack: Stack, root: Path) -> list[Row]:
@@ -276,13 +324,29 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         OFFLOAD_API_WORKER=API_WORKER,
     )
     api = start_command(settings, root, "api", sys.executable, "-m", "bench.api_app")
+    for pid in (stack.temporal.pid, stack.sink.process.pid if stack.sink.process else None):
+        if pid is not None:
+            lower_priority(pid)
+    # The jobs run in the API, or in a worker beside it (with the relay, as every worker).
+    worker = None
+    if not API_WORKER:
+        worker_settings = stack.settings(
+            settings.task_queue_prefix, OFFLOAD_METRICS_ADDRESS=f"127.0.0.1:{free_port()}"
+        )
+        worker = start_worker(worker_settings, root)
     temporal = await connect(settings)
     pool = await create_pool(settings, max_size=2)
     stop_relay = asyncio.Event()
-    # The relay (cheap: one query a second) starts whatever the API left behind, as the
-    # relay of a worker process would.
-    relay = asyncio.create_task(OutboxRelay(temporal, settings, pool).run(stop_relay))
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # Without a worker process, the relay runs here (cheap: one query a second) and starts
+    # whatever the API left behind, as the relay of a worker process would.
+    relay = asyncio.create_task(
+        OutboxRelay(temporal, settings, pool).run(stop_relay) if API_WORKER else stop_relay.wait()
+    )
+    limits = httpx.Limits(
+        max_connections=200,
+        max_keepalive_connections=200,
+        keepalive_expiry=CLIENT_KEEPALIVE_SECONDS,
+    )
     try:
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
@@ -291,6 +355,7 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             load = Load(client, run)
             processes = {
                 "api": {api.pid},
+                "worker": pids_of(worker),
                 "temporal": {stack.temporal.pid} if stack.temporal.pid else set(),
                 "postgres": pids_of(stack.postgres.process),
                 "sink": pids_of(stack.sink.process),
@@ -298,50 +363,72 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             # Warm-up: connections open, code paths compiled, the Temporal client connected.
             for path in (LEAD, BARE):
                 await load.block(path, GOAL_RATE, WARMUP_SECONDS)
-            results = []
+            results: list[list[RateResult]] = []
             for rate in RATES:
-                rounds = GOAL_ROUNDS if rate == GOAL_RATE else OTHER_ROUNDS
-                print(f"bench.api: {rate} req/s ...", file=sys.stderr, flush=True)
-                results.append(await run_rate(load, rate, rounds, processes))
+                runs = RUNS if rate in GOAL_RATIOS else 1
+                print(f"bench.api: {rate} req/s, {runs} runs ...", file=sys.stderr, flush=True)
+                results.append([await run_rate(load, rate, ROUNDS, processes) for _ in range(runs)])
         expected = load.created[LEAD]
         # Starts that timed out under load, and rows whose mark was dropped, are the relay's.
-        settle = 60
-        rows_, started = await outbox_settled(stack, expected, settle)
+        settled = time.monotonic()
+        rows_, started = await outbox_settled(stack, expected, SETTLE_SECONDS)
         queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
-        workflows = await workflows_on(temporal, queue, expected, settle)
-        emails = await emails_in(stack, expected if API_WORKER else 0, settle)
+        workflows = await workflows_on(temporal, queue, expected, SETTLE_SECONDS)
+        emails = await emails_in(stack, expected, SETTLE_SECONDS)
+        settled = time.monotonic() - settled
     finally:
         stop_process(api, timeout=20)
+        if worker is not None:
+            stop_process(worker, timeout=20)
         stop_relay.set()
         await relay
         await pool.close()
     load_text = load_note()
     all_started = rows_ == expected and started == rows_ and workflows == expected
-    all_sent = emails == (expected if API_WORKER else 0)
+    all_sent = emails == expected
     checked = (
         f"{expected} leads posted: {rows_} outbox rows, {started} started, "
         f"{workflows} email workflows in Temporal" + ("" if all_started else " (NOT ALL STARTED)")
     )
-    worker_text = (
-        f"the API's worker sent {emails} emails" + ("" if all_sent else " (NOT ALL SENT)")
-        if API_WORKER
-        else "no worker polling (BENCH_API_WORKER=0)"
+    sender = "the API's worker" if API_WORKER else "the worker (nice 19)"
+    worker_text = f"{sender} sent {emails} emails, the last {settled:.0f} s after the load" + (
+        "" if all_sent else " (NOT ALL SENT)"
     )
     rows = []
-    for result in results:
+    for runs in results:
+        merged = runs[0] if len(runs) == 1 else merge(runs)
         note = (
-            f"{len(result.lead)}+{len(result.bare)} requests, open loop, "
+            f"{run_text(runs)}{len(merged.lead)}+{len(merged.bare)} requests, open loop, "
             f"{BLOCK_SECONDS:g} s blocks A B B A, latency from each request's due time; "
-            f"errors: {dict(result.errors) or 'none'}; "
-            f"generator lag up to {result.send_lag_ms:.1f} ms; {cpu_text(result)}"
+            f"errors: {dict(merged.errors) or 'none'}; "
+            f"generator lag up to {merged.send_lag_ms:.1f} ms; {cpu_text(merged)}"
         )
-        if result.rate == GOAL_RATE:
+        if merged.rate == GOAL_RATE:
             note += f"; {checked}; {worker_text}; {load_text}"
-        rows.append(row_of(result, note))
-    if not (all_started and all_sent) or any(r.errors for r in results):
+        rows.append(row_of(runs, note))
+    if not (all_started and all_sent) or any(run.errors for runs in results for run in runs):
         # Figures of a run that lost jobs or requests prove nothing: no goal is met.
         rows = [dataclasses.replace(row, met=False) for row in rows]
     return rows
+
+
+def merge(runs: list[RateResult]) -> RateResult:
+    """The runs of one rate as one: every sample, errors summed, CPU per request averaged."""
+    cpu_ms = {
+        path: {
+            name: statistics.mean(run.cpu_ms[path][name] for run in runs)
+            for name in runs[0].cpu_ms[path]
+        }
+        for path in runs[0].cpu_ms
+    }
+    return RateResult(
+        rate=runs[0].rate,
+        lead=[ms for run in runs for ms in run.lead],
+        bare=[ms for run in runs for ms in run.bare],
+        errors=sum((run.errors for run in runs), Counter()),
+        send_lag_ms=max(run.send_lag_ms for run in runs),
+        cpu_ms=cpu_ms,
+    )
 
 
 async def emails_in(stack: Stack, expected: int, seconds: float) -> int:
@@ -369,7 +456,8 @@ async def measure() -> list[Row]:
     """Start a stack on free ports and the API beside it, measure, stop them all."""
     with tempfile.TemporaryDirectory(prefix="offload-bench-api-") as tmp:
         root = Path(tmp)
-        async with running_stack(root / "stack") as stack:
+        # Non-durable PostgreSQL: the requests' CPU is measured, not this disk's stalls.
+        async with running_stack(root / "stack", durable=False) as stack:
             return await measure_on(stack, root)
 
 
