@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,10 +39,12 @@ from activities.email import EmailActivities
 from bench.email import email_job, percentile
 from bench.rows import Row, print_and_exit
 from bench.stack import Stack, load_note, running_stack
-from offload.db import QUERIES, Pool, create_pool
+from offload.db import Pool, create_pool
+from offload.dev.stack import stop_process
 from offload.jobs.email import enqueue_email
 from offload.models import EmailJob
 from offload.net import free_port
+from offload.polling import wait_until
 from offload.settings import Settings
 from offload.temporal import connect
 from workers.main import build_workers, run_workers
@@ -51,6 +54,8 @@ BATCH = int(os.environ.get("BENCH_PEERS_BATCH", "100"))
 # Jobs each side runs before it is measured. Offload goes first, on a dev server seconds
 # old: with 5, its first latencies still paid the server's and the sandbox's warm-up.
 WARMUP = int(os.environ.get("BENCH_PEERS_WARMUP", "20"))
+# How long a sender waits for one job: past it the worker is stuck, and the run says so.
+TASK_SECONDS = 60
 
 # One job of a side: deliver the email with this idempotency key, return once delivered.
 Send = Callable[[str], Awaitable[None]]
@@ -177,57 +182,160 @@ async def procrastinate_side(stack: Stack, settings: Settings, pool: Pool) -> As
             await emails.close()
 
 
+def redis_server() -> str | None:
+    """`redis-server` on the PATH, or None: the Celery row is then skipped, not failed."""
+    return shutil.which("redis-server")
+
+
 def launch(
-    command: list[str], *more: str, env: dict[str, str] | None = None
+    command: list[str], log: Path, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """A peer's server or worker process, its output discarded."""
-    return subprocess.Popen(
-        [*command, *more], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    """A peer's server or worker process, its output in `log`, in a process group of its own.
+
+    The group lets `stop_group` reach what the process forked (a Celery worker's children),
+    and keeps a Ctrl-C in the terminal for this process, whose cleanup stops the peer.
+    """
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop `process` as `stop_process` does, then kill whatever is left of its group."""
+    stop_process(process, timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def log_tail(log: Path, lines: int = 20) -> str:
+    """The end of a peer's log, for an error that says why the peer failed."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
 
 
 @contextlib.asynccontextmanager
-async def celery_side(stack: Stack, settings: Settings, pool: Pool) -> AsyncIterator[Send]:
-    from bench import celery_peer
+async def celery_results(app: Any, url: str) -> AsyncIterator[dict[str, asyncio.Future[Any]]]:
+    """Futures by task id, each set to the task's result meta once the worker has stored it.
 
-    redis = shutil.which("redis-server")
-    assert redis is not None
-    port = free_port()
-    server = launch([redis, "--port", str(port), "--save", "", "--appendonly", "no"])
-    env = {**os.environ, **settings.to_env(), "BENCH_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-    worker = launch(
-        [sys.executable, "-m", "celery", "-A", "bench.celery_peer", "worker", "--pool=prefork"],
-        "--concurrency=2",
-        "--loglevel=WARNING",
-        "--without-gossip",
-        "--without-mingle",
-        env=env,
-    )
-    app = celery_peer.make_app(env["BENCH_REDIS_URL"])
-    task = app.signature("bench.send_email")
+    The Redis backend publishes every result on a channel named after its key. One pattern
+    subscription, confirmed before any task is sent, sees them all, with neither a poll nor
+    a thread per waiting task (what `AsyncResult.get` would need with 100 in flight).
+    """
+    from celery.states import READY_STATES
+    from redis.asyncio import Redis
 
-    async def delivered(key: str) -> bool:
-        return await pool.fetchrow(QUERIES.find_email_log, key) is not None
+    client = Redis.from_url(url)
+    pubsub = client.pubsub()
+    waiting: dict[str, asyncio.Future[Any]] = {}
 
-    async def send(key: str) -> None:
-        job = email_job(settings, key)
-        await asyncio.to_thread(task.apply_async, (job.model_dump(mode="json"),))
-        # Poll the log, not the result backend: a thread per waiting result would cap the
-        # batch at the thread pool's size.
-        while not await delivered(key):  # noqa: ASYNC110 (the log is in another process)
-            await asyncio.sleep(0.002)
+    async def read() -> None:
+        async for message in pubsub.listen():
+            if message["type"] != "pmessage":
+                continue
+            meta = app.backend.decode_result(message["data"])
+            future = waiting.get(meta["task_id"])
+            if meta["status"] in READY_STATES and future is not None and not future.done():
+                future.set_result(meta)
 
     try:
-        deadline = time.monotonic() + 60
-        # The worker is up once it answers a ping.
-        while not await asyncio.to_thread(app.control.ping, timeout=0.5):
-            assert time.monotonic() < deadline, "the Celery worker did not start"
-        yield send
+        await pubsub.psubscribe(app.backend.get_key_for_task("*"))
+        confirmed = await pubsub.get_message(timeout=10)
+        assert confirmed is not None and confirmed["type"] == "psubscribe", confirmed
+        reader = asyncio.create_task(read())
+        try:
+            yield waiting
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
     finally:
-        worker.terminate()
-        worker.wait(30)
-        server.terminate()
-        server.wait(10)
+        await pubsub.aclose()
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def celery_side(stack: Stack, settings: Settings, redis: str) -> AsyncIterator[Send]:
+    """`redis-server` and a `celery worker` process, as a user runs them; both stopped on exit."""
+    from bench import celery_peer
+
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server_log, log = stack.root / "redis-server.log", stack.root / "celery-worker.log"
+    env = {**os.environ, **settings.to_env(), "BENCH_REDIS_URL": url}
+    worker_command = [sys.executable, "-m", "celery", "-A", "bench.celery_peer", "worker"]
+    worker_command += ["--pool=prefork", "--concurrency=2", "--loglevel=WARNING"]
+    worker_command += ["--without-gossip", "--without-mingle"]
+    async with contextlib.AsyncExitStack() as cleanup:
+        server = launch(
+            [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            server_log,
+        )
+        cleanup.callback(stop_group, server, 10)
+
+        async def redis_listening() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"redis-server exited:\n{log_tail(server_log)}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                return False
+            writer.close()
+            await writer.wait_closed()
+            return True
+
+        await wait_until(redis_listening, within=20, what="redis-server")
+        worker = launch(worker_command, log, env)
+        cleanup.callback(stop_group, worker, 30)
+        app = celery_peer.make_app(url)
+        cleanup.callback(app.close)
+        waiting = await cleanup.enter_async_context(celery_results(app, url))
+        task = app.signature("bench.send_email")
+
+        async def worker_up() -> bool:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited:\n{log_tail(log)}")
+            return bool(await asyncio.to_thread(app.control.ping, timeout=0.5))
+
+        await wait_until(worker_up, within=60, what="the Celery worker")
+
+        async def send(key: str) -> None:
+            job = email_job(settings, key)
+            task_id = str(uuid.uuid4())
+            done = waiting[task_id] = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.to_thread(
+                    task.apply_async, (job.model_dump(mode="json"),), task_id=task_id
+                )
+                meta = await asyncio.wait_for(done, TASK_SECONDS)
+            except TimeoutError:
+                alive = "running" if worker.poll() is None else "exited"
+                raise RuntimeError(
+                    f"no result for {key} in {TASK_SECONDS} s (worker {alive}):\n{log_tail(log)}"
+                ) from None
+            finally:
+                del waiting[task_id]
+            # The type only: an SMTP error's text can hold the recipient's address.
+            if meta["status"] != "SUCCESS":
+                error = type(meta["result"]).__name__
+                raise RuntimeError(f"the Celery task of {key} ended {meta['status']}: {error}")
+
+        yield send
+
+
+def celery_row(found: tuple[list[float], float] | None, offload: tuple[list[float], float]) -> Row:
+    """The Celery peer's row, or a row that says it was skipped and why (`found` None)."""
+    if found is not None:
+        return peer_row("Celery task, Redis broker (2 prefork children)", found, offload)
+    return Row(
+        name="  peer: Celery task, Redis broker",
+        figure="skipped",
+        baseline="-",
+        ratio=float("nan"),
+        goal="(none)",
+        met=True,
+        note="no redis-server on the PATH",
+    )
 
 
 def peer_row(
@@ -260,8 +368,8 @@ async def measure() -> list[Row]:
                 async with procrastinate_side(stack, settings, pool) as send:
                     procrastinate = await figures(send, f"{run}-procrastinate")
                 celery = None
-                if shutil.which("redis-server"):
-                    async with celery_side(stack, settings, pool) as send:
+                if redis := redis_server():
+                    async with celery_side(stack, settings, redis) as send:
                         celery = await figures(send, f"{run}-celery")
                 delivered = stack.sink.count()
             finally:
@@ -283,21 +391,8 @@ async def measure() -> list[Row]:
             f"reached the sink; ratio = Offload / peer; {load}",
         ),
         peer_row("procrastinate task (own worker, same PostgreSQL)", procrastinate, offload),
+        celery_row(celery, offload),
     ]
-    if celery is not None:
-        rows.append(peer_row("Celery task, Redis broker (2 prefork children)", celery, offload))
-    else:
-        rows.append(
-            Row(
-                name="  peer: Celery task, Redis broker",
-                figure="skipped",
-                baseline="-",
-                ratio=float("nan"),
-                goal="(none)",
-                met=True,
-                note="no redis-server on the PATH",
-            )
-        )
     return rows
 
 
