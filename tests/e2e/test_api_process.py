@@ -122,6 +122,20 @@ async def test_offload_api_without_its_worker_leaves_the_job_to_the_workers(
     assert not started_eagerly(history)
 
 
+async def test_offload_api_opens_its_whole_pool_before_it_takes_requests(
+    settings: Settings, pool: Pool
+) -> None:
+    # A connection opened under load costs the request that waits for it a connect.
+    connections = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    before = await pool.fetchval(connections)
+    own = settings.model_copy(update={"api_worker": False, "api_pool_size": 5})
+    process, _ = await started_api(own)
+    try:
+        assert await pool.fetchval(connections) - before == 5
+    finally:
+        await stopped(process)
+
+
 async def test_offload_api_started_while_temporal_is_down_hosts_its_worker_once_it_is_up(
     settings: Settings, pool: Pool, smtp_sink: SmtpSink
 ) -> None:
