@@ -16,7 +16,7 @@ from api.context import ApiContext, ContextParam, LeadTask
 from api.errors import BODY_ERRORS, DATABASE_DOWN, RETRY_AFTER, ApiError, problem
 from api.rate_limits import ClientLimit, RateLimits, rate_limits_of
 from offload import mail
-from offload.assignment import UnknownAgentError, assign_agent
+from offload.assignment import UnknownAgentError, insert_assigned_lead
 from offload.db import QUERIES, Pool
 from offload.jobs import outbox
 from offload.models import (
@@ -240,18 +240,17 @@ async def _save(
     """
     async with context.pool.acquire() as conn, conn.transaction():
         try:
-            agent_id = await assign_agent(conn, lead.agent_id)
+            lead_id = await insert_assigned_lead(
+                conn,
+                name=lead.name,
+                email=lead.email,
+                phone=lead.phone,
+                property=lead.property,
+                source=lead.source,
+                agent_id=lead.agent_id,
+            )
         except UnknownAgentError as err:
             raise ApiError(422, str(err), field="agent_id") from None
-        lead_id: int = await conn.fetchval(
-            QUERIES.insert_lead,
-            lead.name,
-            lead.email,
-            lead.phone,
-            lead.property,
-            lead.source,
-            agent_id,
-        )
         job: EmailJob | None = None
         if await limits.may_email(conn, lead.email):
             job = confirmation_email(context.settings, lead_id, lead)

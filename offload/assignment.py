@@ -4,28 +4,48 @@ The rule (docs/api.md, "Who gets a lead"): a lead that names `agent_id` goes to 
 one that names none goes to the agents in turn, round robin in id order, so the leads of the
 web form are spread evenly and each appears in its agent's reports and digests. With no
 agent at all, the lead is kept unassigned.
+
+The agent is chosen by the INSERT itself (`insert_assigned_lead`): no round trip of its own
+in the request's transaction.
 """
 
 from __future__ import annotations
 
+import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from offload.db import QUERIES
+
+# The foreign key of `leads.agent_id` (migration 0002).
+AGENT_FOREIGN_KEY = "leads_agent_id_fkey"
 
 
 class UnknownAgentError(ValueError):
     """The lead names an agent that does not exist."""
 
 
-async def assign_agent(conn: PoolConnectionProxy, requested: int | None) -> int | None:
-    """The agent of a new lead, read in the transaction that inserts it.
+async def insert_assigned_lead(
+    conn: PoolConnectionProxy,
+    *,
+    name: str,
+    email: str,
+    phone: str,
+    property: str,
+    source: str,
+    agent_id: int | None,
+) -> int:
+    """Insert a lead for `agent_id`, or for the next agent in turn when it is None; its id.
 
     Raises:
-        UnknownAgentError: `requested` names no agent.
+        UnknownAgentError: `agent_id` names no agent (the statement failed: the caller's
+            transaction is to be rolled back).
     """
-    if requested is not None:
-        if not await conn.fetchval(QUERIES.agent_exists, requested):
-            raise UnknownAgentError(f"no agent with id {requested}")
-        return requested
-    agent_id: int | None = await conn.fetchval(QUERIES.next_agent_in_turn)
-    return agent_id
+    try:
+        lead_id: int = await conn.fetchval(
+            QUERIES.insert_assigned_lead, name, email, phone, property, source, agent_id
+        )
+    except asyncpg.ForeignKeyViolationError as err:
+        if err.constraint_name != AGENT_FOREIGN_KEY:
+            raise
+        raise UnknownAgentError(f"no agent with id {agent_id}") from None
+    return lead_id
