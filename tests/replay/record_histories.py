@@ -87,6 +87,19 @@ async def test_record_emails(client: Client, settings: Settings, smtp_sink: Smtp
     await write("send-email", sent)
     _, failed = await refused_email(client, settings, smtp_sink, "gone@example.com")
     await write("send-email-dead-lettered", failed)
+    # Deferred on the first attempt (451), then sent by `send_email` on the email queue.
+    smtp_sink.rules.set("later@example.com", "451 4.3.0 Try later")
+    deferred = await enqueue_email(client, settings, email_to(settings, "later@example.com"))
+    await eventually(lambda: retry_waits_on_a_timer(deferred), what="the first attempt deferred")
+    smtp_sink.rules.set("later@example.com", None)
+    await deferred.result()
+    await write("send-email-deferred", deferred)
+
+
+async def retry_waits_on_a_timer(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Whether the job's first attempt has failed and its retry waits on a timer."""
+    history = await handle.fetch_history()
+    return any(e.HasField("timer_started_event_attributes") for e in history.events)
 
 
 async def test_record_dead_letters(
