@@ -29,6 +29,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pause import run_unless_paused
     from workflows.policies import after_first_attempt
 
+# Today's path: a run that records this one id takes every change below. Each
+# `workflow.patched` a run calls records a marker and upserts `TemporalChangeVersion`, two
+# events and a visibility write per job, so a new run records only this id; the older ids
+# are asked only by runs recorded without it (docs/operations.md, "Upgrading workflow code").
+CURRENT = "send-email-2026-12"
 # Runs started before cancellation waited for the send stopped waiting for it (TRY_CANCEL).
 CANCEL_WAITS_FOR_SEND = "email-cancel-waits-for-send"
 # Histories from before the fast path scheduled `send_email` on the queue first.
@@ -48,18 +53,25 @@ class SendEmailWorkflow:
         # Attempts made before the queued activity: the dead-letter entry counts them too.
         self.local_attempts = 0
         self.cancellation = ActivityCancellationType.TRY_CANCEL
+        self.current = False
+
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the change `patch_id`: every change, for a run on today's
+        path (`CURRENT`); otherwise what its history recorded."""
+        return self.current or workflow.patched(patch_id)
 
     @workflow.run
     async def run(self, job: EmailJob) -> EmailResult:
         # Cancelled while an attempt is on the wire, the job waits for that attempt to end:
         # the message is sent and logged, or not sent at all, and the job says which.
         # Between attempts (waiting to retry, or paused) a cancel takes effect at once.
-        if workflow.patched(CANCEL_WAITS_FOR_SEND):
+        self.current = workflow.patched(CURRENT)
+        if self.patched(CANCEL_WAITS_FOR_SEND):
             self.cancellation = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
         return await run_job(self.KIND, job, lambda: self.send(job), lambda: self.local_attempts)
 
     async def send(self, job: EmailJob) -> EmailResult:
-        if not workflow.patched(LOCAL_FIRST_ATTEMPT):
+        if not self.patched(LOCAL_FIRST_ATTEMPT):
             return await self.send_on_queue(job, job.retry)
         if workflow.cancellation_reason() is not None:
             # Cancelled before its first attempt (a delayed job): nothing is sent.

@@ -46,7 +46,11 @@ def test_every_workflow_type_has_a_recorded_history() -> None:
 def test_recorded_failure_paths_and_continue_as_new() -> None:
     """The paths most likely to break: `run_job`'s dead-lettering, and continue-as-new."""
     ends = {p.stem: json.loads(TEXTS[p])["events"][-1]["eventType"] for p in RECORDED}
-    for name in ("send-email-dead-lettered", "send-email-dead-lettered-v2"):
+    for name in (
+        "send-email-dead-lettered",
+        "send-email-dead-lettered-v2",
+        "send-email-dead-lettered-v3",
+    ):
         assert ends[name] == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"
     for name in ("report-dead-lettered", "report-dead-lettered-v2"):
         assert ends[name] == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"

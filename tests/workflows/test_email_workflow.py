@@ -211,6 +211,28 @@ async def test_an_email_that_goes_through_is_one_local_activity_and_no_queued_on
     )
 
 
+async def test_a_new_email_job_records_one_version_marker(
+    time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
+) -> None:
+    """Each `workflow.patched` a new run calls records a marker and upserts the
+    `TemporalChangeVersion` search attribute: two more events, and a visibility write, per
+    job. A new run takes today's path under one patch id, whatever older ids its code keeps."""
+
+    async def sent_here(job: EmailJob) -> EmailResult:
+        return sent(job, "<l@x>")
+
+    job = email_job()
+    stub = counted_send_email([], "<m@x>")
+    await run_with_stub(time_skipping_env, task_queue_prefix, stub, job, first_attempt=sent_here)
+    history = await time_skipping_env.client.get_workflow_handle(job.workflow_id).fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert sorted(markers) == ["core_local_activity", "core_patch"]
+
+
 async def test_a_worker_with_a_rate_limit_sends_on_the_queue(
     time_skipping_env: WorkflowEnvironment, task_queue_prefix: str
 ) -> None:
