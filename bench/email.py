@@ -18,8 +18,9 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -111,23 +112,45 @@ class Throughput:
     # the figure.
     ratio: float
     block_ratios: list[float]
+    # CPU milliseconds per job of each side, by process (`Stack.cpu`), when measured: with
+    # every process busy, the jobs/s ratio is about the inverse ratio of their sums.
+    cpu_per_job: list[dict[str, float]] = field(default_factory=list)
 
 
-async def throughputs(sides: Sequence[Side], batch: int, rounds: int) -> Throughput:
-    """`batch` jobs at once per side, sides taking turns, `rounds` blocks of two batches each."""
+async def throughputs(
+    sides: Sequence[Side],
+    batch: int,
+    rounds: int,
+    cpu: Callable[[], dict[str, float]] | None = None,
+) -> Throughput:
+    """`batch` jobs at once per side, sides taking turns, `rounds` blocks of two batches each;
+    with `cpu` (`Stack.cpu`), the CPU each side's jobs cost each process too."""
     spent = [[0.0 for _ in range(rounds)] for _ in sides]
+    used: list[Counter[str]] = [Counter() for _ in sides]
     per_block = 2 * len(sides)
     for n, which in enumerate(turns(len(sides), rounds)):
+        before = cpu() if cpu else {}
         started = time.perf_counter()
         await asyncio.gather(*(sides[which](n * batch + k) for k in range(batch)))
         spent[which][n // per_block] += time.perf_counter() - started
+        if cpu:
+            used[which].update({k: v - before.get(k, 0.0) for k, v in cpu().items()})
     # Each block runs 2 batches a side: the ratio of rates is the inverse ratio of times.
     block_ratios = [fast / email for email, fast in zip(spent[0], spent[1], strict=True)]
+    jobs = 2 * batch * rounds
     return Throughput(
-        rates=[2 * batch * rounds / sum(side) for side in spent],
+        rates=[jobs / sum(side) for side in spent],
         ratio=statistics.median(block_ratios),
         block_ratios=block_ratios,
+        cpu_per_job=[{k: 1000 * v / jobs for k, v in side.items()} for side in used if side],
     )
+
+
+def cpu_note(offload: dict[str, float], bare: dict[str, float]) -> str:
+    """'CPU per job, Offload/bare: this process 17.1/12.3 ms, temporal ...; sum 34.9/25.4'."""
+    parts = [f"{k} {v:.1f}/{bare.get(k, 0.0):.1f}" for k, v in offload.items()]
+    sums = f"{sum(offload.values()):.1f}/{sum(bare.values()):.1f}"
+    return f"CPU per job, Offload/bare (ms): {', '.join(parts)}; sum {sums}"
 
 
 def sides_on(client: Client, offload: Settings, bare: Settings, phase: str) -> list[Side]:
@@ -196,7 +219,9 @@ async def measure_on(stack: Stack, *, throughput: bool, samples: int) -> dict[st
         expected = samples
         if throughput:
             two = chosen("throughput")[:2]
-            found["throughput"] = await throughputs(two, THROUGHPUT_BATCH, THROUGHPUT_ROUNDS)
+            found["throughput"] = await throughputs(
+                two, THROUGHPUT_BATCH, THROUGHPUT_ROUNDS, cpu=stack.cpu
+            )
             # Today's shape and the standalone activity: one round, for the table.
             again = chosen("others")
             others = again[2:]
@@ -279,7 +304,9 @@ def throughput_rows(found: dict[str, object]) -> list[Row]:
             ratio=throughput.ratio,
             note=f"batches of {THROUGHPUT_BATCH} at once, {THROUGHPUT_ROUNDS * 2} a side, "
             f"taking turns; ratio = median of the blocks' ratios ({blocks}); "
-            f"{delivered}/{expected} messages reached the sink; {found['load']}",
+            f"{delivered}/{expected} messages reached the sink; "
+            + (f"{cpu_note(*throughput.cpu_per_job)}; " if throughput.cpu_per_job else "")
+            + str(found["load"]),
         )
     ]
     others: dict[int, float] = found.get("other_rates", {})  # type: ignore[assignment]

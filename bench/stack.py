@@ -115,6 +115,18 @@ class Stack:
         self.postgres.stop()
         await self.temporal.stop()
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by this process (its own threads: the services are its
+        children) and by each service of the stack."""
+        pids = {
+            "temporal": self.temporal.pid,
+            "postgres": self.postgres.process.pid if self.postgres.process else None,
+            "sink": self.sink.process.pid if self.sink.process else None,
+        }
+        used = {"this process": cpu_seconds(os.getpid(), descendants=False)}
+        used |= {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
+        return used
+
     async def sql(self, query: str, *args: Any) -> Any:
         conn = await asyncpg.connect(self.postgres.dsn())
         try:
@@ -174,6 +186,20 @@ def _descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
+    """CPU time (user and system) that process `pid` (and its descendants) used so far.
+
+    A child that exited meanwhile (a PostgreSQL backend of a closed connection) is no longer
+    counted, so read it around work done on connections that stay open.
+    """
+    total = 0
+    for process in {pid, *(_descendants(pid) if descendants else ())}:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (after pid and comm)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def lower_priority(pid: int, niceness: int = 19) -> None:
