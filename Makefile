@@ -24,20 +24,18 @@ $(BENCH_STAMP): $(STAMP)
 # source (PYTHONDONTWRITEBYTECODE=1 stops Python from writing it) every run compiles the
 # module again: 0.7-1.4 ms of CPU a run for workflows/email.py (docs/operations.md). Cheap
 # when up to date, so every target that runs a worker refreshes it.
-BYTECODE := $(BIN)/python -m compileall -q offload workflows activities workers api bench
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q offload workflows activities workers api bench
 
 venv: $(STAMP) ## create .venv and install Offload with its dev tools
 
-demo: $(STAMP) ## start the embedded stack, walk through the jobs, stop
-	$(BYTECODE)
+demo: $(STAMP) bytecode ## start the embedded stack, walk through the jobs, stop
 	$(BIN)/offload demo
 
-dev: $(STAMP) ## run Temporal (Web UI :8233), PostgreSQL, an SMTP sink, the worker and the API (:8000) until Ctrl-C
-	$(BYTECODE)
+dev: $(STAMP) bytecode ## run Temporal (Web UI :8233), PostgreSQL, an SMTP sink, the worker and the API (:8000) until Ctrl-C
 	$(BIN)/offload dev
 
-test: $(STAMP) chromium ## run the tests (unit, workflows, integration, e2e, replay, browser)
-	$(BYTECODE)
+test: $(STAMP) chromium bytecode ## run the tests (unit, workflows, integration, e2e, replay, browser)
 	$(BIN)/pytest
 
 # The browser tests drive Debian's chromium. As root (CI) this installs it when missing;
@@ -56,15 +54,13 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(BENCH_STAMP) ## benchmarks beside the bare engine and DBOS, procrastinate, Celery (< 10 min)
-	$(BYTECODE)
+bench: $(BENCH_STAMP) bytecode ## benchmarks beside the bare engine and DBOS, procrastinate, Celery (< 10 min)
 	$(BIN)/python -m bench
 
-chaos: $(STAMP) ## 500 emails and a report through worker kills, SMTP and Temporal outages; checks none is lost
-	$(BYTECODE)
+chaos: $(STAMP) bytecode ## 500 emails and a report through worker kills, SMTP and Temporal outages; checks none is lost
 	$(BIN)/python -m bench.chaos
 
 clean: ## remove the dev stack's data (.offload/)
 	rm -rf .offload
 
-.PHONY: help venv demo dev test chromium screenshot lint bench chaos clean
+.PHONY: help bytecode venv demo dev test chromium screenshot lint bench chaos clean

@@ -63,17 +63,8 @@ Send = Callable[[str], Awaitable[None]]
 
 async def figures(send: Send, prefix: str) -> tuple[list[float], float]:
     """Latencies in ms, one at a time, then jobs/s of one batch of `BATCH` at once."""
-    print(f"  {prefix} ...", file=sys.stderr, flush=True)
-    for n in range(WARMUP):
-        await send(f"{prefix}-warmup-{n}")
-    found = []
-    for n in range(SAMPLES):
-        started = time.perf_counter()
-        await send(f"{prefix}-latency-{n}")
-        found.append((time.perf_counter() - started) * 1000)
-    started = time.perf_counter()
-    await asyncio.gather(*(send(f"{prefix}-batch-{n}") for n in range(BATCH)))
-    return found, BATCH / (time.perf_counter() - started)
+    [found] = await paired_figures([send], [prefix])
+    return found
 
 
 async def paired_figures(

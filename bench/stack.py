@@ -119,13 +119,13 @@ class Stack:
         """CPU seconds used so far by this process (its own threads: the services are its
         children) and by each service of the stack."""
         pids = {
+            "this process": os.getpid(),
             "temporal": self.temporal.pid,
             "postgres": self.postgres.process.pid if self.postgres.process else None,
             "sink": self.sink.process.pid if self.sink.process else None,
         }
-        used = {"this process": cpu_seconds(os.getpid(), descendants=False)}
-        used |= {name: cpu_seconds(pid) for name, pid in pids.items() if pid is not None}
-        return used
+        running = {name: pid for name, pid in pids.items() if pid is not None}
+        return cpu_seconds(running, alone="this process")
 
     async def sql(self, query: str, *args: Any) -> Any:
         conn = await asyncpg.connect(self.postgres.dsn())
@@ -174,12 +174,18 @@ def pin(pid: int, cpus: set[int]) -> None:
                     os.sched_setaffinity(int(task.name), cpus)
 
 
-def _descendants(pid: int) -> set[int]:
-    parents: dict[int, int] = {}
+def _processes() -> dict[int, list[str]]:
+    """Every process's /proc/PID/stat fields after `pid (comm)`: state, ppid, ... (comm may
+    hold spaces, so they are read after its ")"). One pass over /proc."""
+    found: dict[int, list[str]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
-            # pid (comm) state ppid ...: comm may hold spaces, so read after its ")".
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            found[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+    return found
+
+
+def _descendants(pid: int, processes: dict[int, list[str]] | None = None) -> set[int]:
+    parents = {p: int(fields[1]) for p, fields in (processes or _processes()).items()}
     found: set[int] = set()
     frontier = {pid}
     while frontier:
@@ -188,18 +194,21 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
-    """CPU time (user and system) that process `pid` (and its descendants) used so far.
+def cpu_seconds(pids: dict[str, int], *, alone: str = "") -> dict[str, float]:
+    """CPU time (user and system) each of `pids` and its descendants used so far, by name;
+    the one named `alone` without its descendants. One pass over /proc.
 
     A child that exited meanwhile (a PostgreSQL backend of a closed connection) is no longer
     counted, so read it around work done on connections that stay open.
     """
-    total = 0
-    for process in {pid, *(_descendants(pid) if descendants else ())}:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (after pid and comm)
-    return total / os.sysconf("SC_CLK_TCK")
+    processes = _processes()
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        family = {pid} if name == alone else {pid, *_descendants(pid, processes)}
+        # utime and stime, in clock ticks.
+        ticks = sum(int(f[11]) + int(f[12]) for p in family if (f := processes.get(p)))
+        used[name] = ticks / os.sysconf("SC_CLK_TCK")
+    return used
 
 
 def lower_priority(pid: int, niceness: int = 19) -> None:
