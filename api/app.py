@@ -16,6 +16,7 @@ from api.context import ApiContext, LeadTask
 from api.limits import RequestLimits
 from api.metrics import ApiMetrics
 from api.rate_limits import RateLimits
+from api.started_marks import StartedMarks
 from api.worker import ApiWorker
 from offload import tracing
 from offload.db import Pool
@@ -47,6 +48,7 @@ def create_app(
         timeout=settings.after_response_timeout_seconds,
         max_tasks=settings.after_response_max_tasks,
     )
+    marks = StartedMarks(pool, metrics, timeout=settings.after_response_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +57,7 @@ def create_app(
             pool=pool,
             client=client,
             metrics=metrics,
+            marks=marks,
             after_lead=dict(leads.AFTER_LEAD if after_lead is None else after_lead),
         )
         stop_worker = asyncio.Event()
@@ -64,8 +67,10 @@ def create_app(
             worker.add_done_callback(_report_worker_failure)
         yield
         # Requests in flight have finished; give their after-response tasks (the starts among
-        # them) time to finish, then let the worker finish the jobs it was handed.
+        # them) time to finish, write the marks of those starts, then let the worker finish
+        # the jobs it was handed.
         await runner.drain(settings.after_response_timeout_seconds)
+        await marks.close()
         if worker is not None:
             stop_worker.set()
             await worker

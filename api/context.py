@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from temporalio.client import Client
 
 from api.metrics import ApiMetrics
+from api.started_marks import StartedMarks
 from offload.db import Pool
 from offload.jobs import outbox
 from offload.settings import Settings
@@ -33,6 +34,8 @@ class ApiContext:
     pool: Pool
     client: Client
     metrics: ApiMetrics
+    # The outbox rows whose jobs this API started, to mark (many in one statement).
+    marks: StartedMarks
     after_lead: dict[str, LeadTask] = field(default_factory=dict)
     starts_paused_until: float = 0.0
 

@@ -155,15 +155,12 @@ async def track_pageview(pool: Pool, saved: LeadSaved) -> None:
 AFTER_LEAD: dict[str, LeadTask] = {"request_log": log_request, "pageview": track_pageview}
 
 
-async def mark_started(pool: Pool, workflow_id: str) -> None:
-    await pool.execute(QUERIES.mark_outbox_started_by_workflow_id, workflow_id)
-
-
 async def start_job_of_lead(context: ApiContext, job: EmailJob) -> None:
     """Start a saved lead's confirmation job, then mark its outbox row started."""
     if await context.start_after_commit("email", job):
         # Marking is bookkeeping: were it lost, the relay would start the job again, a no-op.
-        await mark_started(context.pool, job.workflow_id)
+        # So it is queued, and written with the marks of the starts beside it.
+        context.marks.add(job.workflow_id)
 
 
 @router.post(

@@ -56,9 +56,11 @@ VALUES ($1, $2, $3);
 -- name: check_database
 SELECT 1;
 
--- name: mark_outbox_started_by_workflow_id
+-- The rows of the workflow ids $1 that the API has started (api.started_marks), in one
+-- statement; a row the relay marked meanwhile is left as it is.
+-- name: mark_outbox_started_by_workflow_ids
 UPDATE outbox SET started_at = now(), attempts = attempts + 1, last_error = NULL
-WHERE workflow_id = $1 AND started_at IS NULL;
+WHERE workflow_id = ANY($1::text[]) AND started_at IS NULL;
 
 -- Started rows older than $1 hours, $2 at a time (the relay's housekeeping).
 -- name: prune_started_outbox
