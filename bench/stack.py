@@ -163,11 +163,11 @@ def split_cores() -> tuple[set[int], set[int]] | None:
     return set(cpus[:half]), set(cpus[half:])
 
 
-def pin(pid: int, cpus: set[int]) -> None:
-    """Run process `pid` and its descendants on `cpus` only: every thread each has now, so
-    that the threads and processes they start later inherit it (a PostgreSQL backend forked
-    by its postmaster, a thread of the Temporal server)."""
-    for process in {pid, *_descendants(pid)}:
+def pin(pid: int, cpus: set[int], *, descendants: bool = True) -> None:
+    """Run process `pid` and its descendants (unless `descendants` is False) on `cpus` only:
+    every thread each has now, so that the threads and processes they start later inherit it
+    (a PostgreSQL backend forked by its postmaster, a thread of the Temporal server)."""
+    for process in {pid, *(_descendants(pid) if descendants else ())}:
         with contextlib.suppress(FileNotFoundError):
             for task in Path(f"/proc/{process}/task").iterdir():
                 with contextlib.suppress(ProcessLookupError):
