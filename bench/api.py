@@ -14,9 +14,9 @@ request side (the API and PostgreSQL) the first half of the CPUs, the job side (
 worker, the Temporal server, the sink) the other half, also at the lowest CPU priority
 (nice 19; on a 1-CPU machine that is all the isolation there is). This load generator is
 the clients: it runs beside the job side, at its usual priority, so it takes its CPU from
-the jobs, never from the API (on the request side it took 18-29 % of that core, and the
-API's bursts at 100 req/s were its doing as much as the API's: docs/performance.md). The run checks
-at the end that every lead's email was delivered. `BENCH_API_WORKER=1` measures the default
+the jobs, never from the API (on the request side it took 18-29 % of that core, which
+saturated at 100 req/s: docs/performance.md). The run checks at the end that every lead's
+email was delivered. `BENCH_API_WORKER=1` measures the default
 of `offload api` instead: the API hosts its workflow worker and sends every lead's email
 itself, on the request side's cores. PostgreSQL is non-durable
 (`fsync=off`): this machine's disk stalls commits for up to 0.8 s, in bursts, and either
@@ -57,7 +57,15 @@ from temporalio.client import Client
 from bench.api_app import BARE
 from bench.email import percentile
 from bench.rows import Row, at_most, print_and_exit
-from bench.stack import Stack, load_note, lower_priority, pin, running_stack, split_cores
+from bench.stack import (
+    Stack,
+    cpu_seconds,
+    load_note,
+    lower_priority,
+    pin,
+    running_stack,
+    split_cores,
+)
 from offload import queues
 from offload.db import create_pool
 from offload.dev.stack import find_binary, stop_process
@@ -154,27 +162,6 @@ class Load:
         return block
 
 
-_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: set[int]) -> float:
-    """CPU time (user and system) used so far by the processes `pids` and their children
-    (PostgreSQL's backends), from /proc."""
-    total = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        # The fields after the command name, from the state on: ppid is [1], utime [11].
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(entry.name) in pids or int(fields[1]) in pids:
-            total += int(fields[11]) + int(fields[12])
-    return total / _TICKS_PER_SECOND
-
-
 @dataclass
 class RateResult:
     rate: int
@@ -186,19 +173,19 @@ class RateResult:
     cpu_ms: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-async def run_rate(
-    load: Load, rate: int, rounds: int, processes: dict[str, set[int]]
-) -> RateResult:
+async def run_rate(load: Load, rate: int, rounds: int, processes: dict[str, int]) -> RateResult:
+    """`rounds` A B B A rounds at `rate`, with the CPU of each of `processes` (and its
+    descendants: PostgreSQL's backends) per request of each endpoint."""
     paths = [LEAD, BARE]
     found: dict[str, list[float]] = {LEAD: [], BARE: []}
     cpu: dict[str, Counter[str]] = {LEAD: Counter(), BARE: Counter()}
     errors: Counter[str] = Counter()
     lag = 0.0
     for which in [0, 1, 1, 0] * rounds:
-        before = {name: cpu_seconds(pids) for name, pids in processes.items()}
+        before = cpu_seconds(processes)
         block = await load.block(paths[which], rate, BLOCK_SECONDS)
-        for name, pids in processes.items():
-            cpu[paths[which]][name] += cpu_seconds(pids) - before[name]
+        after = cpu_seconds(processes)
+        cpu[paths[which]].update({name: after[name] - before[name] for name in processes})
         found[paths[which]] += block.latencies_ms
         errors += block.errors
         lag = max(lag, block.send_lag_ms)
@@ -368,13 +355,8 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         ) as client:
             await wait_for_api(client, api)
             load = Load(client, run)
-            processes = {
-                "api": {api.pid},
-                "worker": pids_of(worker),
-                "temporal": {stack.temporal.pid} if stack.temporal.pid else set(),
-                "postgres": pids_of(stack.postgres.process),
-                "sink": pids_of(stack.sink.process),
-            }
+            worker_pid = {"worker": worker.pid} if worker else {}
+            processes = {"api": api.pid, **worker_pid, **stack.pids()}
             # Warm-up: connections open, code paths compiled, the Temporal client connected.
             for path in (LEAD, BARE):
                 await load.block(path, GOAL_RATE, WARMUP_SECONDS)

@@ -115,17 +115,19 @@ class Stack:
         self.postgres.stop()
         await self.temporal.stop()
 
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by this process (its own threads: the services are its
-        children) and by each service of the stack."""
+    def pids(self) -> dict[str, int]:
+        """The process id of each running service of the stack, by name."""
         pids = {
-            "this process": os.getpid(),
             "temporal": self.temporal.pid,
             "postgres": self.postgres.process.pid if self.postgres.process else None,
             "sink": self.sink.process.pid if self.sink.process else None,
         }
-        running = {name: pid for name, pid in pids.items() if pid is not None}
-        return cpu_seconds(running, alone="this process")
+        return {name: pid for name, pid in pids.items() if pid is not None}
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by this process (its own threads: the services are its
+        children) and by each service of the stack."""
+        return cpu_seconds({"this process": os.getpid(), **self.pids()}, alone="this process")
 
     async def sql(self, query: str, *args: Any) -> Any:
         conn = await asyncpg.connect(self.postgres.dsn())
