@@ -51,6 +51,18 @@ async def started_api(settings: Settings, *command: str) -> tuple[subprocess.Pop
     return process, url
 
 
+async def workflow_queue_polled(client: Client, settings: Settings) -> bool:
+    """Whether a worker polls the workflow queue: what `temporal task-queue describe` shows."""
+    found = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=settings.temporal_namespace,
+            task_queue=TaskQueue(name=queues.named(queues.WORKFLOWS, settings.task_queue_prefix)),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return len(found.pollers) > 0
+
+
 async def exit_code(process: subprocess.Popen[bytes], seconds: float = 30) -> int:
     return await asyncio.to_thread(process.wait, seconds)
 
@@ -88,9 +100,12 @@ async def stopped(process: subprocess.Popen[bytes]) -> None:
 async def test_offload_api_alone_delivers_a_lead_from_its_own_eager_start(
     settings: Settings, pool: Pool, client: Client, smtp_sink: SmtpSink
 ) -> None:
-    # No worker runs anywhere: the API's own workflow worker runs the job.
+    # No worker runs anywhere: the API's own workflow worker runs the job. The API answers
+    # before its worker has connected; a lead taken meanwhile is started without asking to
+    # be eager (and the worker runs it from the queue once it polls), so wait for the poll.
     process, url = await started_api(settings)
     try:
+        await eventually(lambda: workflow_queue_polled(client, settings), 30)
         lead_id = await post_lead(url, "ada@example.com")
         assert await delivered(smtp_sink, 1) == {"ada@example.com": 1}
     finally:
@@ -160,20 +175,8 @@ async def test_offload_api_started_while_temporal_is_down_hosts_its_worker_once_
         await server.start()
         try:
             temporal = await Client.connect(server.address)
-            queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
-
-            async def polled() -> bool:
-                found = await temporal.workflow_service.describe_task_queue(
-                    DescribeTaskQueueRequest(
-                        namespace=settings.temporal_namespace,
-                        task_queue=TaskQueue(name=queue),
-                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-                    )
-                )
-                return len(found.pollers) > 0
-
-            # What `temporal task-queue describe` shows: the API's worker polls the queue.
-            await eventually(polled, 30)
+            # The API's worker polls the queue once it has connected.
+            await eventually(lambda: workflow_queue_polled(temporal, settings), 30)
             async with httpx.AsyncClient(base_url=url, timeout=30) as http:
                 assert (await http.get("/healthz")).status_code == 200
             lead_id = await post_lead(url, "second@example.com")
