@@ -153,6 +153,22 @@ def cpu_note(offload: dict[str, float], bare: dict[str, float]) -> str:
     return f"CPU per job, Offload/bare (ms): {', '.join(parts)}; sum {sums}"
 
 
+def throughput_limit(cpu_per_job: list[dict[str, float]]) -> str:
+    """What holds the email's jobs/s below the no-op's, in this run's CPU figures."""
+    cause = (
+        "the send itself: every process shares the two cores, and the no-op baseline sends nothing"
+    )
+    if cpu_per_job:
+        offload, bare = cpu_per_job
+        extra = {k: v - bare.get(k, 0.0) for k, v in offload.items()}
+        cause += (
+            f" (the mail server and PostgreSQL {extra['sink'] + extra['postgres']:.1f} ms of CPU "
+            f"a job, this process {extra['this process']:.1f} ms and the Temporal server "
+            f"{extra['temporal']:.1f} ms more than the baseline)"
+        )
+    return cause + '; docs/performance.md, "Throughput: why 0.85 is not reached"'
+
+
 def sides_on(client: Client, offload: Settings, bare: Settings, phase: str) -> list[Side]:
     """Offload's email job, the fast bare shape, the queued bare shape, a standalone activity."""
 
@@ -307,6 +323,7 @@ def throughput_rows(found: dict[str, object]) -> list[Row]:
             f"{delivered}/{expected} messages reached the sink; "
             + (f"{cpu_note(*throughput.cpu_per_job)}; " if throughput.cpu_per_job else "")
             + str(found["load"]),
+            limited_by=throughput_limit(throughput.cpu_per_job),
         )
     ]
     others: dict[int, float] = found.get("other_rates", {})  # type: ignore[assignment]
