@@ -155,15 +155,13 @@ def cpu_note(offload: dict[str, float], bare: dict[str, float]) -> str:
 
 def throughput_limit(cpu_per_job: list[dict[str, float]]) -> str:
     """What holds the email's jobs/s below the no-op's, in this run's CPU figures."""
-    cause = (
-        "the send itself: every process shares the two cores, and the no-op baseline sends nothing"
-    )
+    cause = "CPU: every process shares the two cores, and an email costs more than a no-op"
     if cpu_per_job:
         offload, bare = cpu_per_job
         extra = {k: v - bare.get(k, 0.0) for k, v in offload.items()}
         cause += (
-            f" (the mail server and PostgreSQL {extra['sink'] + extra['postgres']:.1f} ms of CPU "
-            f"a job, this process {extra['this process']:.1f} ms and the Temporal server "
+            f" (the mail server and PostgreSQL {extra['sink'] + extra['postgres']:.1f} ms a job, "
+            f"this process {extra['this process']:.1f} ms and the Temporal server "
             f"{extra['temporal']:.1f} ms more than the baseline)"
         )
     return cause + '; docs/performance.md, "Throughput: why 0.85 is not reached"'

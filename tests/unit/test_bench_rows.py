@@ -48,6 +48,6 @@ def test_the_jobs_per_second_limit_names_this_runs_extra_cpu() -> None:
     offload = {"this process": 16.3, "temporal": 14.8, "postgres": 0.5, "sink": 1.5}
     bare = {"this process": 12.9, "temporal": 13.6, "postgres": 0.0, "sink": 0.0}
     cause = throughput_limit([offload, bare])
-    assert "the mail server and PostgreSQL 2.0 ms of CPU a job" in cause
+    assert "the mail server and PostgreSQL 2.0 ms a job" in cause
     assert "this process 3.4 ms and the Temporal server 1.2 ms more than the baseline" in cause
     assert cause.endswith('docs/performance.md, "Throughput: why 0.85 is not reached"')
