@@ -94,38 +94,51 @@ class OutboxRelay:
         self.next_prune = 0.0
 
     async def relay_once(self) -> int:
-        """Start one batch of left-behind rows; return how many started.
+        """Start one batch of left-behind rows, together; return how many started.
+
+        The batch's starts run at once (a backlog after an outage drains at the server's
+        pace, not one round trip at a time), and one row that cannot start holds none of the
+        others back: those that started are marked in one statement, each that failed keeps
+        its error and goes behind the others.
 
         Raises:
-            Exception: the first start that failed (the rows stay pending, counted).
+            Exception: the first start that failed (its row stays pending, counted).
         """
-        started = 0
-        failure: Exception | None = None
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 QUERIES.claim_outbox, self.settings.outbox_grace_seconds, self.batch_size
             )
-            for row in rows:
-                try:
-                    trace = json.loads(row["trace_context"] or "null")
-                    async with asyncio.timeout(self.settings.api_start_timeout_seconds * 5):
-                        with tracing.span("outbox relay start", parent=trace, kind=row["kind"]):
-                            await start_row(self.client, self.settings, row["kind"], row["payload"])
-                except Exception as err:
-                    # Recorded in this transaction; the row stays pending and goes to the back.
-                    await conn.execute(
-                        QUERIES.mark_outbox_failed, row["id"], f"{type(err).__name__}: {err}"
-                    )
-                    failure = err
-                    break
-                await conn.execute(QUERIES.mark_outbox_started, row["id"])
-                started += 1
+            outcomes = await asyncio.gather(
+                *(self._start(row) for row in rows), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                    raise outcome  # cancelled: not a row's failure; the rows stay pending
+            started = [row["id"] for row, err in zip(rows, outcomes, strict=True) if err is None]
+            failures = [
+                (row, err)
+                for row, err in zip(rows, outcomes, strict=True)
+                if isinstance(err, Exception)
+            ]
+            if started:
+                await conn.execute(QUERIES.mark_outbox_started_ids, started)
+            for row, err in failures:
+                await conn.execute(
+                    QUERIES.mark_outbox_failed, row["id"], f"{type(err).__name__}: {err}"
+                )
         if started:
-            log.info("outbox relay started %d job(s)", started)
-        self.started += started
-        if failure is not None:
-            raise failure
-        return started
+            log.info("outbox relay started %d job(s)", len(started))
+        self.started += len(started)
+        if failures:
+            raise failures[0][1]
+        return len(started)
+
+    async def _start(self, row: asyncpg.Record) -> None:
+        """Start one claimed row's job, inside the trace of the request that wrote it."""
+        trace = json.loads(row["trace_context"] or "null")
+        async with asyncio.timeout(self.settings.api_start_timeout_seconds * 5):
+            with tracing.span("outbox relay start", parent=trace, kind=row["kind"]):
+                await start_row(self.client, self.settings, row["kind"], row["payload"])
 
     async def prune_once(self) -> tuple[int, int]:
         """Delete what is past `OFFLOAD_API_RETENTION_HOURS`: started outbox rows and the

@@ -12,9 +12,10 @@ RETURNING id;
 -- name: find_outbox_id
 SELECT id FROM outbox WHERE workflow_id = $1;
 
--- name: mark_outbox_started
+-- The rows of one relay batch that started, in one statement.
+-- name: mark_outbox_started_ids
 UPDATE outbox SET started_at = now(), attempts = attempts + 1, last_error = NULL
-WHERE id = $1 AND started_at IS NULL;
+WHERE id = ANY($1::bigint[]) AND started_at IS NULL;
 
 -- name: mark_outbox_failed
 UPDATE outbox SET attempts = attempts + 1, last_error = $2
