@@ -32,6 +32,7 @@ def create_app(
     *,
     after_lead: dict[str, LeadTask] | None = None,
     host_worker: bool = False,
+    leave_starts_to_relay: bool = False,
 ) -> FastAPI:
     """The API for `settings`, on a pool and a Temporal client that its caller owns.
 
@@ -40,7 +41,9 @@ def create_app(
     saved lead (tests use it). With `host_worker` (`offload api`, `OFFLOAD_API_WORKER`) the
     app runs a workflow worker of its own from start-up to shutdown (`api.worker`), and its
     starts are eager; without, it starts jobs on `client` (eager only if a worker of that
-    client polls the workflow queue, as in `offload dev`).
+    client polls the workflow queue, as in `offload dev`). With `leave_starts_to_relay`
+    (`offload api` with `OFFLOAD_API_WORKER=0`) it starts no lead's job itself: the lead's
+    transaction wakes the workers' outbox relays, which start it at the commit.
     """
     metrics = ApiMetrics()
     runner = AfterResponseRunner(
@@ -59,6 +62,7 @@ def create_app(
             metrics=metrics,
             marks=marks,
             after_lead=dict(leads.AFTER_LEAD if after_lead is None else after_lead),
+            leave_starts_to_relay=leave_starts_to_relay,
         )
         stop_worker = asyncio.Event()
         worker = None

@@ -38,6 +38,10 @@ class ApiContext:
     marks: StartedMarks
     after_lead: dict[str, LeadTask] = field(default_factory=dict)
     starts_paused_until: float = 0.0
+    # `offload api` without its worker: the workers' relays, woken at the commit, start the
+    # jobs (eagerly, beside the worker that runs them), and the request path does no
+    # Temporal work at all.
+    leave_starts_to_relay: bool = False
 
     async def start_after_commit(self, kind: str, job: Any) -> bool:
         """Start a job just committed to the outbox; False when it is left to the relay.

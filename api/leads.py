@@ -210,8 +210,11 @@ async def create_lead(
         context.metrics.rate_limited.labels(limit="recipient").inc()
     # The committed outbox row is what makes the job safe, not its start: so the response
     # does not wait for Temporal. The start follows the response at once; were it lost (the
-    # process dies, the task is dropped), the relay starts the row by the same id.
-    if job is not None:
+    # process dies, the task is dropped), the relay starts the row by the same id. Without
+    # its worker the API leaves the start to the relay, which the commit woke.
+    if job is not None and context.leave_starts_to_relay:
+        context.metrics.job_starts.labels(outcome="relayed").inc()
+    elif job is not None:
         after_response("job_start", start_job_of_lead, context, job)
     saved = LeadSaved(
         lead_id=lead_id,
@@ -251,7 +254,9 @@ async def _save(
         job: EmailJob | None = None
         if await limits.may_email(conn, lead.email):
             job = confirmation_email(context.settings, lead_id, lead)
-            await outbox.write(conn, "email", job.workflow_id, job)
+            await outbox.write(
+                conn, "email", job.workflow_id, job, wake_relay=context.leave_starts_to_relay
+            )
         if idempotency_key is not None:
             body = LeadCreated(id=lead_id).model_dump_json()
             # A concurrent twin waits here for our commit, then finds the key taken.

@@ -27,7 +27,8 @@ class ApiMetrics:
         self.job_starts = Counter(
             "offload_api_job_starts_total",
             "Jobs the API started after a commit, by outcome (started, failed, skipped: "
-            "left to the outbox relay).",
+            "left to the outbox relay; relayed: left to the relays it woke, without its "
+            "worker).",
             ["outcome"],
             registry=self.registry,
         )

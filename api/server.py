@@ -91,7 +91,8 @@ async def serve_api(
 
     Lazy: the API starts, and takes leads, while Temporal is down; the outbox relay starts
     their jobs later. With `OFFLOAD_API_WORKER` (the default) it hosts a workflow worker, so
-    its starts are eager. `extend` adds to the app before it serves: a benchmark's extra
+    its starts are eager; without, it leaves each lead's start to the workers' relays, which
+    the lead's commit wakes. `extend` adds to the app before it serves: a benchmark's extra
     route, a test's fault (they stay out of the app itself).
     """
     # The whole pool opens at start-up: a connection opened under load costs that request
@@ -101,7 +102,13 @@ async def serve_api(
     )
     try:
         client = await connect(settings, lazy=True)
-        app = create_app(settings, pool=pool, client=client, host_worker=settings.api_worker)
+        app = create_app(
+            settings,
+            pool=pool,
+            client=client,
+            host_worker=settings.api_worker,
+            leave_starts_to_relay=not settings.api_worker,
+        )
         if extend is not None:
             extend(app)
         await serve(app, settings, stop, started=started)

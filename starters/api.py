@@ -63,7 +63,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "at OFFLOAD_API_HOST:OFFLOAD_API_PORT until SIGTERM or SIGINT; requests in flight and "
         "after-response tasks finish first, then its workflow worker drains. It runs a workflow "
         "worker of its own (OFFLOAD_API_WORKER=1, the default), so its job starts are eager "
-        "and a lead's email goes out from this process. It starts, and takes leads, while "
+        "and a lead's email goes out from this process; with OFFLOAD_API_WORKER=0 it starts no "
+        "lead's job itself and the commit wakes the workers' outbox relays. It starts, and "
+        "takes leads, while "
         "Temporal is down: the worker's outbox relay starts their jobs once Temporal is back.",
     )
     parser.add_argument("--host", help="address to listen on (default OFFLOAD_API_HOST)")

@@ -123,18 +123,45 @@ async def test_offload_api_without_its_worker_leaves_the_job_to_the_workers(
     process, url = await started_api(settings.model_copy(update={"api_worker": False}))
     try:
         await post_lead(url, "ada@example.com")
-        workflow_id = await eventually(
-            lambda: pool.fetchval("SELECT workflow_id FROM outbox WHERE started_at IS NOT NULL")
-        )
-        # Started, and waiting in the queue: no process polls it.
+        # Saved, and waiting in the outbox: the API starts nothing, and no worker runs.
         await asyncio.sleep(1)
-        assert smtp_sink.messages() == []
+        workflow_id = await pool.fetchval("SELECT workflow_id FROM outbox WHERE started_at IS NULL")
+        assert workflow_id is not None
+        with pytest.raises(RPCError) as not_found:
+            await client.get_workflow_handle(workflow_id).describe()
+        assert not_found.value.status == RPCStatusCode.NOT_FOUND
         async with running_worker(client, settings, pool):
             assert await delivered(smtp_sink, 1) == {"ada@example.com": 1}
     finally:
         await stopped(process)
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    assert not started_eagerly(history)
+    assert await pool.fetchval("SELECT started_at IS NOT NULL FROM outbox") is True
+
+
+async def test_offload_api_without_its_worker_wakes_a_workers_relay_at_the_commit(
+    settings: Settings, pool: Pool, client: Client, smtp_sink: SmtpSink
+) -> None:
+    # The relay polls every 30 s: only the lead's notification can start its job sooner.
+    relay_settings = settings.model_copy(update={"outbox_poll_seconds": 30.0})
+    async with running_worker(client, relay_settings, pool):
+        await eventually(lambda: relay_listening(pool), 10)
+        process, url = await started_api(settings.model_copy(update={"api_worker": False}))
+        try:
+            await post_lead(url, "ada@example.com")
+            assert await delivered(smtp_sink, 1, 10) == {"ada@example.com": 1}
+        finally:
+            await stopped(process)
+    workflow_id = await pool.fetchval("SELECT workflow_id FROM outbox WHERE started_at IS NOT NULL")
+    # The relay's process runs the job's worker too: its start was eager.
+    assert started_eagerly(await client.get_workflow_handle(workflow_id).fetch_history())
+
+
+async def relay_listening(pool: Pool) -> bool:
+    """Whether a relay listens for the outbox's notifications (pg_stat_activity)."""
+    found = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND query LIKE 'LISTEN %offload_outbox%'"
+    )
+    return bool(found)
 
 
 async def test_offload_api_opens_its_whole_pool_before_it_takes_requests(

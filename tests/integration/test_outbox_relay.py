@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 import pydantic
 import pytest
 from temporalio.client import Client
@@ -10,6 +14,7 @@ from offload.db import Pool
 from offload.jobs.outbox import OutboxRelay, write
 from offload.models import EmailJob
 from offload.settings import Settings
+from tests.api import eventually
 
 
 def email_job(settings: Settings, n: int) -> EmailJob:
@@ -67,3 +72,80 @@ async def test_a_second_pass_starts_nothing_again(
     assert await relay.relay_once() == 0
     attempts = await pool.fetch("SELECT attempts FROM outbox ORDER BY id")
     assert [r["attempts"] for r in attempts] == [1, 1, 1]
+
+
+async def listener_pid(pool: Pool) -> int | None:
+    """The backend of the relay's listening connection, once it listens."""
+    pid: int | None = await pool.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND query LIKE 'LISTEN %offload_outbox%'"
+    )
+    return pid
+
+
+async def write_and_wake(pool: Pool, job: EmailJob) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await write(conn, "email", job.workflow_id, job, wake_relay=True)
+
+
+async def started(pool: Pool, workflow_id: str) -> bool:
+    found: bool = await pool.fetchval(
+        "SELECT started_at IS NOT NULL FROM outbox WHERE workflow_id = $1", workflow_id
+    )
+    return found
+
+
+@contextlib.asynccontextmanager
+async def running_relay(relay: OutboxRelay) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def test_a_woken_relay_starts_a_row_at_once_not_at_its_next_poll(
+    client: Client, settings: Settings, pool: Pool
+) -> None:
+    # A poll every 30 s, and the usual grace: only the notification can start it sooner.
+    relay = OutboxRelay(client, settings.model_copy(update={"outbox_poll_seconds": 30.0}), pool)
+    async with running_relay(relay):
+        await eventually(lambda: listener_pid(pool), 10)
+        job = email_job(settings, 1)
+        await write_and_wake(pool, job)
+        await eventually(lambda: started(pool, job.workflow_id), 5)
+    await client.get_workflow_handle(job.workflow_id).describe()
+
+
+async def test_a_relay_whose_connection_was_lost_listens_again_and_misses_nothing(
+    client: Client, settings: Settings, pool: Pool
+) -> None:
+    relay = OutboxRelay(client, settings.model_copy(update={"outbox_poll_seconds": 30.0}), pool)
+    async with running_relay(relay):
+        first = await eventually(lambda: listener_pid(pool), 10)
+        # Written, and its notification sent, while nobody listens.
+        await pool.execute("SELECT pg_terminate_backend($1)", first)
+        missed = email_job(settings, 1)
+        await write_and_wake(pool, missed)
+        second = await eventually(lambda: listener_pid(pool), 10)
+        assert second != first
+        await eventually(lambda: started(pool, missed.workflow_id), 5)
+        later = email_job(settings, 2)
+        await write_and_wake(pool, later)
+        await eventually(lambda: started(pool, later.workflow_id), 5)
+
+
+async def test_a_row_written_without_waking_waits_for_the_poll(
+    client: Client, settings: Settings, pool: Pool
+) -> None:
+    # The API that starts its own jobs wakes nobody: the relay leaves its rows their grace.
+    relay = OutboxRelay(client, settings.model_copy(update={"outbox_poll_seconds": 30.0}), pool)
+    async with running_relay(relay):
+        await eventually(lambda: listener_pid(pool), 10)
+        job = email_job(settings, 1)
+        async with pool.acquire() as conn, conn.transaction():
+            await write(conn, "email", job.workflow_id, job)
+        await asyncio.sleep(2)
+        assert not await started(pool, job.workflow_id)

@@ -9,6 +9,11 @@ VALUES ($1, $2, $3::jsonb, $4::jsonb)
 ON CONFLICT (workflow_id) DO NOTHING
 RETURNING id;
 
+-- Wakes the relays that listen on channel $1; PostgreSQL sends it when the transaction
+-- commits, and not at all if it rolls back.
+-- name: notify_outbox
+SELECT pg_notify($1, '');
+
 -- name: find_outbox_id
 SELECT id FROM outbox WHERE workflow_id = $1;
 
