@@ -96,11 +96,14 @@ async def started(pool: Pool, workflow_id: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def running_relay(relay: OutboxRelay) -> AsyncIterator[None]:
+async def listening_relay(client: Client, settings: Settings, pool: Pool) -> AsyncIterator[int]:
+    """A running relay that polls every 30 s (only a notification starts a row sooner),
+    once it listens; the block gets its listening backend's pid."""
+    relay = OutboxRelay(client, settings.model_copy(update={"outbox_poll_seconds": 30.0}), pool)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        yield
+        yield await eventually(lambda: listener_pid(pool), 10)
     finally:
         stop.set()
         await task
@@ -109,10 +112,8 @@ async def running_relay(relay: OutboxRelay) -> AsyncIterator[None]:
 async def test_a_woken_relay_starts_a_row_at_once_not_at_its_next_poll(
     client: Client, settings: Settings, pool: Pool
 ) -> None:
-    # A poll every 30 s, and the usual grace: only the notification can start it sooner.
-    relay = OutboxRelay(client, settings.model_copy(update={"outbox_poll_seconds": 30.0}), pool)
-    async with running_relay(relay):
-        await eventually(lambda: listener_pid(pool), 10)
+    # The usual grace, and no poll for 30 s: only the notification can start it sooner.
+    async with listening_relay(client, settings, pool):
         job = email_job(settings, 1)
         await write_and_wake(pool, job)
         await eventually(lambda: started(pool, job.workflow_id), 5)
@@ -122,9 +123,7 @@ async def test_a_woken_relay_starts_a_row_at_once_not_at_its_next_poll(
 async def test_a_relay_whose_connection_was_lost_listens_again_and_misses_nothing(
     client: Client, settings: Settings, pool: Pool
 ) -> None:
-    relay = OutboxRelay(client, settings.model_copy(update={"outbox_poll_seconds": 30.0}), pool)
-    async with running_relay(relay):
-        first = await eventually(lambda: listener_pid(pool), 10)
+    async with listening_relay(client, settings, pool) as first:
         # Written, and its notification sent, while nobody listens.
         await pool.execute("SELECT pg_terminate_backend($1)", first)
         missed = email_job(settings, 1)
@@ -141,9 +140,7 @@ async def test_a_row_written_without_waking_waits_for_the_poll(
     client: Client, settings: Settings, pool: Pool
 ) -> None:
     # The API that starts its own jobs wakes nobody: the relay leaves its rows their grace.
-    relay = OutboxRelay(client, settings.model_copy(update={"outbox_poll_seconds": 30.0}), pool)
-    async with running_relay(relay):
-        await eventually(lambda: listener_pid(pool), 10)
+    async with listening_relay(client, settings, pool):
         job = email_job(settings, 1)
         async with pool.acquire() as conn, conn.transaction():
             await write(conn, "email", job.workflow_id, job)
