@@ -144,17 +144,18 @@ class OutboxRelay:
             outcomes = await asyncio.gather(
                 *(self._start(row) for row in rows), return_exceptions=True
             )
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            started: list[str] = []
+            failures: list[tuple[asyncpg.Record, Exception]] = []
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if outcome is None:
+                    started.append(row["workflow_id"])
+                elif isinstance(outcome, Exception):
+                    failures.append((row, outcome))
+                else:
                     raise outcome  # cancelled: not a row's failure; the rows stay pending
-            started = [row["id"] for row, err in zip(rows, outcomes, strict=True) if err is None]
-            failures = [
-                (row, err)
-                for row, err in zip(rows, outcomes, strict=True)
-                if isinstance(err, Exception)
-            ]
             if started:
-                await conn.execute(QUERIES.mark_outbox_started_ids, started)
+                # The statement the API's marks use (api.started_marks).
+                await conn.execute(QUERIES.mark_outbox_started_by_workflow_ids, started)
             for row, err in failures:
                 await conn.execute(
                     QUERIES.mark_outbox_failed, row["id"], f"{type(err).__name__}: {err}"

@@ -17,11 +17,6 @@ SELECT pg_notify($1, '');
 -- name: find_outbox_id
 SELECT id FROM outbox WHERE workflow_id = $1;
 
--- The rows of one relay batch that started, in one statement.
--- name: mark_outbox_started_ids
-UPDATE outbox SET started_at = now(), attempts = attempts + 1, last_error = NULL
-WHERE id = ANY($1::bigint[]) AND started_at IS NULL;
-
 -- name: mark_outbox_failed
 UPDATE outbox SET attempts = attempts + 1, last_error = $2
 WHERE id = $1;
@@ -62,8 +57,8 @@ VALUES ($1, $2, $3);
 -- name: check_database
 SELECT 1;
 
--- The rows of the workflow ids $1 that the API has started (api.started_marks), in one
--- statement; a row the relay marked meanwhile is left as it is.
+-- The rows of the workflow ids $1 that were started, in one statement: the API's marks
+-- (api.started_marks) and a relay batch's; a row marked meanwhile is left as it is.
 -- name: mark_outbox_started_by_workflow_ids
 UPDATE outbox SET started_at = now(), attempts = attempts + 1, last_error = NULL
 WHERE workflow_id = ANY($1::text[]) AND started_at IS NULL;
