@@ -256,7 +256,7 @@ async def outbox_settled(stack: Stack, expected: int, seconds: float) -> tuple[i
 
 # What a missed p99 goal comes down to (docs/performance.md says how it was found).
 REQUEST_CORE_LIMIT = (
-    "the request core: a lead is 8 round trips to PostgreSQL (the bare INSERT 1), on the "
+    "the request core: a lead is 7 round trips to PostgreSQL (the bare INSERT 1), on the "
     "core the API shares with PostgreSQL, and a burst of that core's run queue lands on the "
     'p99 of a run; docs/performance.md, "POST /leads p99: the request path"'
 )

@@ -6,8 +6,9 @@ relay starts: `OutboxRelay` runs in the worker process, takes rows with
 `FOR UPDATE SKIP LOCKED` so several workers never take the same one, and starts each by its
 deterministic workflow id, so a row started twice is still one job. A writer that leaves the
 start to the relay (`offload api` without its worker) wakes it at the commit
-(`write(..., wake_relay=True)`, a `NOTIFY` on `CHANNEL`); the relay then starts the row at
-once, eagerly, since its process runs the workflow worker.
+(`write(..., wake_relay=True)`, a `NOTIFY` on `CHANNEL` in the statement that writes the
+row, so waking costs no round trip of its own); the relay then starts the row at once,
+eagerly, since its process runs the workflow worker.
 """
 
 from __future__ import annotations
@@ -61,12 +62,13 @@ async def write(
         workflow_id,
         job.model_dump_json(),
         json.dumps(trace) if trace else None,
+        CHANNEL if wake_relay else None,
     )
     if row_id is None:
+        # Queued before: a row another transaction committed meanwhile is not in the
+        # insert's snapshot, so it is looked up in a statement of its own.
         row_id = await conn.fetchval(QUERIES.find_outbox_id, workflow_id)
     assert row_id is not None
-    if wake_relay:
-        await conn.execute(QUERIES.notify_outbox, CHANNEL)
     return row_id
 
 

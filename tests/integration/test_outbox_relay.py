@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client
 
 from offload.db import Pool
-from offload.jobs.outbox import OutboxRelay, write
+from offload.jobs.outbox import CHANNEL, OutboxRelay, write
 from offload.models import EmailJob
 from offload.settings import Settings
 from tests.api import eventually
@@ -83,9 +83,9 @@ async def listener_pid(pool: Pool) -> int | None:
     return pid
 
 
-async def write_and_wake(pool: Pool, job: EmailJob) -> None:
+async def write_and_wake(pool: Pool, job: EmailJob) -> int:
     async with pool.acquire() as conn, conn.transaction():
-        await write(conn, "email", job.workflow_id, job, wake_relay=True)
+        return await write(conn, "email", job.workflow_id, job, wake_relay=True)
 
 
 async def started(pool: Pool, workflow_id: str) -> bool:
@@ -146,3 +146,47 @@ async def test_a_row_written_without_waking_waits_for_the_poll(
             await write(conn, "email", job.workflow_id, job)
         await asyncio.sleep(2)
         assert not await started(pool, job.workflow_id)
+
+
+@contextlib.asynccontextmanager
+async def notifications(pool: Pool) -> AsyncIterator[list[str]]:
+    """The channels of the notifications on `CHANNEL` while the block runs, as they come."""
+    woken: list[str] = []
+
+    def heard(_conn: object, _pid: int, channel: str, _payload: object) -> None:
+        woken.append(channel)
+
+    async with pool.acquire() as listener:
+        await listener.add_listener(CHANNEL, heard)
+        try:
+            yield woken
+        finally:
+            await listener.remove_listener(CHANNEL, heard)
+
+
+async def test_a_waking_write_that_rolls_back_queues_nothing_and_wakes_nobody(
+    settings: Settings, pool: Pool
+) -> None:
+    async with notifications(pool) as woken:
+        job = email_job(settings, 1)
+        with pytest.raises(RuntimeError):
+            async with pool.acquire() as conn, conn.transaction():
+                await write(conn, "email", job.workflow_id, job, wake_relay=True)
+                raise RuntimeError("the lead's insert failed")
+        # Notifications come in commit order: once this write's is here, the first's would be.
+        await write_and_wake(pool, email_job(settings, 2))
+        await eventually(lambda: asyncio.sleep(0, result=woken), 5)
+    assert woken == [CHANNEL]
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
+
+
+async def test_writing_a_queued_job_again_keeps_its_row_and_still_wakes(
+    settings: Settings, pool: Pool
+) -> None:
+    job = email_job(settings, 1)
+    async with notifications(pool) as woken:
+        first = await write_and_wake(pool, job)
+        again = await write_and_wake(pool, job)
+        await eventually(lambda: asyncio.sleep(0, result=len(woken) == 2), 5)
+    assert again == first
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 1

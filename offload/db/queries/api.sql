@@ -3,16 +3,19 @@ INSERT INTO leads (name, email, phone, property, source, agent_id)
 VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id;
 
+-- The row's id, or NULL if a row with this workflow id is already queued; with a channel $5,
+-- the relays that listen on it are woken in the same round trip. PostgreSQL sends the
+-- notification when the transaction commits, and not at all if it rolls back.
 -- name: insert_outbox
-INSERT INTO outbox (kind, workflow_id, payload, trace_context)
-VALUES ($1, $2, $3::jsonb, $4::jsonb)
-ON CONFLICT (workflow_id) DO NOTHING
-RETURNING id;
-
--- Wakes the relays that listen on channel $1; PostgreSQL sends it when the transaction
--- commits, and not at all if it rolls back.
--- name: notify_outbox
-SELECT pg_notify($1, '');
+WITH queued AS (
+    INSERT INTO outbox (kind, workflow_id, payload, trace_context)
+    VALUES ($1, $2, $3::jsonb, $4::jsonb)
+    ON CONFLICT (workflow_id) DO NOTHING
+    RETURNING id
+)
+SELECT
+    (SELECT id FROM queued) AS id,
+    CASE WHEN $5::text IS NOT NULL THEN pg_notify($5, '') END AS woken;
 
 -- name: find_outbox_id
 SELECT id FROM outbox WHERE workflow_id = $1;
