@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.email import throughput_limit
+from bench.email import FAST_BARE, OFFLOAD, latency_rows, throughput_limit
 from bench.rows import Row, render
 
 LIMIT = "the send itself: the mail server and the database share the two cores"
@@ -51,3 +51,15 @@ def test_the_jobs_per_second_limit_names_this_runs_extra_cpu() -> None:
     assert "the mail server and PostgreSQL 2.0 ms a job" in cause
     assert "this process 3.4 ms and the Temporal server 1.2 ms more than the baseline" in cause
     assert cause.endswith('docs/performance.md, "Throughput: why 0.85 is not reached"')
+
+
+def test_a_missed_latency_goal_names_the_sends_fixed_time_on_this_runs_floor() -> None:
+    # A quick hour: a 13 ms floor, and the send's 8 ms on top of it is more than half.
+    found = {"latency": {OFFLOAD: [21.0, 21.2, 21.4], FAST_BARE: [13.0, 13.2, 13.4]}, "load": ""}
+    row = latency_rows(found, "SQLite dev server")[0]
+    assert not row.met
+    assert row.limited_by.startswith(
+        "the send's fixed time: 8.0 ms of deliver (lookup, SMTP conversation, email_log insert) "
+        "on a bare floor of 13.2 ms"
+    )
+    assert row.limited_by.endswith('docs/performance.md, "Latency: what the floor is made of"')
