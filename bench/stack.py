@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,41 @@ def lower_priority(pid: int, niceness: int = 19) -> None:
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(ProcessLookupError):
             os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+
+
+@contextmanager
+def paused(pids: Iterable[int]) -> Iterator[None]:
+    """Stop processes `pids` and their descendants (SIGSTOP) for the block, and continue
+    them after it, however it ends: work they were doing waits, and none is lost.
+
+    A process that exits meanwhile is passed over.
+    """
+    family = {process for pid in pids for process in {pid, *_descendants(pid)}}
+    stopped: list[int] = []
+    try:
+        for process in sorted(family):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process, signal.SIGSTOP)
+                stopped.append(process)
+        # A signal is delivered when its process is next scheduled: the block starts once
+        # every one has stopped.
+        for process in stopped:
+            _wait_stopped(process)
+        yield
+    finally:
+        for process in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process, signal.SIGCONT)
+
+
+def _wait_stopped(pid: int, within: float = 5.0) -> None:
+    """Until process `pid` is stopped (state T), has exited, or `within` seconds passed."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state in ("T", "Z", "X"):
+            return
+        time.sleep(0.001)
