@@ -178,14 +178,27 @@ def pin(pid: int, cpus: set[int], *, descendants: bool = True) -> None:
                     os.sched_setaffinity(int(task.name), cpus)
 
 
+def _stat_fields(stat: Path) -> list[str]:
+    """A /proc/PID/stat's fields after `pid (comm)`: state, ppid, ... (comm may hold spaces,
+    so they are read after its ")")."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def _processes() -> dict[int, list[str]]:
-    """Every process's /proc/PID/stat fields after `pid (comm)`: state, ppid, ... (comm may
-    hold spaces, so they are read after its ")"). One pass over /proc."""
+    """Every process's /proc/PID/stat fields (`_stat_fields`). One pass over /proc."""
     found: dict[int, list[str]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
-            found[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+            found[int(stat.parent.name)] = _stat_fields(stat)
     return found
+
+
+def process_state(pid: int) -> str | None:
+    """The one-letter state of process `pid` (`T`: stopped, `Z`: a zombie), None once gone."""
+    try:
+        return _stat_fields(Path(f"/proc/{pid}/stat"))[0]
+    except OSError:
+        return None
 
 
 def _descendants(pid: int, processes: dict[int, list[str]] | None = None) -> set[int]:
@@ -233,7 +246,8 @@ def paused(pids: Iterable[int]) -> Iterator[None]:
 
     A process that exits meanwhile is passed over.
     """
-    family = {process for pid in pids for process in {pid, *_descendants(pid)}}
+    processes = _processes()
+    family = {process for pid in pids for process in {pid, *_descendants(pid, processes)}}
     stopped: list[int] = []
     try:
         for process in sorted(family):
@@ -254,11 +268,5 @@ def paused(pids: Iterable[int]) -> Iterator[None]:
 def _wait_stopped(pid: int, within: float = 5.0) -> None:
     """Until process `pid` is stopped (state T), has exited, or `within` seconds passed."""
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        if state in ("T", "Z", "X"):
-            return
+    while process_state(pid) not in (None, "T", "Z", "X") and time.monotonic() < deadline:
         time.sleep(0.001)

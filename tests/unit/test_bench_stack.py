@@ -8,11 +8,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from bench.stack import paused
+from bench.stack import process_state as state
 
 # A parent that starts a child and both wait: the child stands for a PostgreSQL backend or
 # a thread pool's process, which a pause must stop with its parent.
@@ -22,11 +22,6 @@ FAMILY = (
     "print(child.pid, flush=True)\n"
     "time.sleep(60)\n"
 )
-
-
-def state(pid: int) -> str:
-    """The one-letter state of process `pid` (`T`: stopped)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 @pytest.fixture
