@@ -53,6 +53,29 @@ def test_the_jobs_per_second_limit_names_this_runs_extra_cpu() -> None:
     assert cause.endswith('docs/performance.md, "Throughput: why 0.85 is not reached"')
 
 
+def test_the_jobs_per_second_limit_weighs_the_send_alone_against_what_085_allows() -> None:
+    # The bare shape's 26.5 ms a job at 0.85 of its rate leaves 4.7 ms for anything more; the
+    # send alone (deliver called directly) costs 3.1 ms of it, 2.0 ms of them outside this process.
+    bare = {"this process": 12.9, "temporal": 13.6, "postgres": 0.0, "sink": 0.0}
+    offload = {"this process": 16.3, "temporal": 14.8, "postgres": 0.5, "sink": 1.5}
+    # The Temporal server's CPU meanwhile is its idle pollers': not the send's.
+    alone = {"this process": 1.1, "temporal": 0.4, "postgres": 0.5, "sink": 1.5}
+    cause = throughput_limit([offload, bare], alone)
+    assert "0.85 of the bare shape's rate allows 4.7 ms a job more than its 26.5 ms" in cause
+    assert (
+        "the send alone (deliver called directly, no workflow) costs 3.1 ms: this process 1.1, "
+        "the mail server 1.5, PostgreSQL 0.5" in cause
+    )
+    assert "more than the whole allowance" not in cause
+    # The job's 6.6 ms more than the no-op, less the send's 3.1 ms.
+    assert "leaving 1.6 ms for the rest of the job, which costs 3.5 ms more here" in cause
+    # A slower send on the same bare shape: nothing around it could reach the goal.
+    heavy = throughput_limit([offload, bare], {**alone, "this process": 3.0})
+    assert "costs 5.0 ms" in heavy
+    assert "more than the whole allowance: no job shape that sends this email reaches 0.85" in heavy
+    assert heavy.endswith('docs/performance.md, "Throughput: why 0.85 is not reached"')
+
+
 def test_a_missed_latency_goal_names_the_sends_fixed_time_on_this_runs_floor() -> None:
     # A quick hour: a 13 ms floor, and the send's 8 ms on top of it is more than half.
     found = {"latency": {OFFLOAD: [21.0, 21.2, 21.4], FAST_BARE: [13.0, 13.2, 13.4]}, "load": ""}
