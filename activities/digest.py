@@ -13,7 +13,7 @@ import jinja2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.email import EmailActivities, classify_smtp_error, permanent
+from activities.email import EmailActivities, classify_smtp_error, permanent, send_composed
 from offload import mail
 from offload.db import QUERIES, Pool
 from offload.models import (
@@ -193,7 +193,7 @@ class DigestActivities:
                         f"template {TEMPLATE!r}: {err}", type="TemplateError", non_retryable=True
                     ) from None
                 try:
-                    await smtp.send_message(composed.message)
+                    await send_composed(smtp, composed)
                 except (aiosmtplib.SMTPException, OSError) as err:
                     failure = classify_smtp_error(err)
                     if batch.raise_failures or not about_recipient(err):

@@ -59,6 +59,18 @@ def classify_smtp_error(err: Exception) -> Exception:
     )
 
 
+async def send_composed(smtp: aiosmtplib.SMTP, composed: mail.ComposedEmail) -> None:
+    """Send `composed` over a connected client: the bytes flattened once (`wire()`), or, for
+    a message to an internationalised address, through `send_message`, which asks the
+    server for SMTPUTF8. Both put the same envelope and bytes on the wire; the first skips
+    `send_message` taking the message apart again (a third of a send's CPU in the worker)."""
+    wire = composed.wire()
+    if wire is None:
+        await smtp.send_message(composed.message)
+    else:
+        await smtp.sendmail(wire.sender, wire.recipients, wire.data)
+
+
 def already_sent(found: Record) -> EmailResult:
     """The result of an email that `email_log` says went out already."""
     return EmailResult(
@@ -238,7 +250,7 @@ class EmailActivities:
         try:
             with tracing.span("smtp send", template=job.template):
                 async with self.smtp.connection() as smtp:
-                    await smtp.send_message(composed.message)
+                    await send_composed(smtp, composed)
         except aiosmtplib.SMTPException as err:
             raise classify_smtp_error(err) from err
         except OSError as err:

@@ -7,11 +7,15 @@ empty string in a customer's inbox.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import charset
+from email._policybase import Compat32
+from email.generator import BytesGenerator
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
@@ -97,9 +101,16 @@ def _unquoted(reason: str) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", reason)
 
 
+@functools.lru_cache(maxsize=16)
+def sender_address(mail_from: str) -> str:
+    """The address of `mail_from` (`Name <address>`): the envelope sender, as aiosmtplib's
+    `send_message` takes it from the From header. Parsed once per setting, not per email."""
+    return parseaddr(mail_from)[1]
+
+
 def message_id(idempotency_key: str, mail_from: str) -> str:
     """The `Message-ID` of the email sent under `idempotency_key`: the same for every copy."""
-    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "offload.localhost"
+    domain = sender_address(mail_from).rpartition("@")[2] or "offload.localhost"
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
     return f"<{digest}@{domain}>"
 
@@ -109,13 +120,58 @@ _BODY_CHARSET = charset.Charset("utf-8")
 _BODY_CHARSET.body_encoding = charset.QP
 
 
+class ShortHeadersPolicy(Compat32):
+    """compat32, writing a header that needs no folding as it is.
+
+    compat32 folds every header through `email.header.Header`: most of the CPU of flattening
+    a confirmation email, though none of its headers needs folding. A one-line ASCII header
+    that fits in `max_line_length` comes out of that unchanged, so it is written directly;
+    every other header is folded as compat32 folds it (tests/unit/test_mail.py compares them).
+    """
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if (
+            isinstance(value, str)
+            and value.isascii()
+            and len(name) + 2 + len(value) <= (self.max_line_length or 0)
+            and "\r" not in value
+            and "\n" not in value
+        ):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+WIRE_POLICY = ShortHeadersPolicy()
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What `SMTP.sendmail` takes: the envelope sender and recipients, the message's bytes."""
+
+    sender: str
+    recipients: list[str]
+    data: bytes
+
+
 @dataclass(frozen=True)
 class ComposedEmail:
-    """A message ready to send: its normalised recipient, its `Message-ID`, the MIME message."""
+    """A message ready to send: its normalised recipient, its `Message-ID`, the MIME message,
+    and the envelope sender (the address of `mail_from`)."""
 
     to: str
     message_id: str
     message: Message
+    sender: str
+
+    def wire(self) -> Wire | None:
+        """The envelope and the bytes `send_message` would send, flattened once with
+        `WIRE_POLICY`; None for a message to an internationalised address (built as an
+        `EmailMessage`): it needs SMTPUTF8, which `send_message` asks the server for."""
+        if isinstance(self.message, EmailMessage):
+            return None
+        out = io.BytesIO()
+        BytesGenerator(out, policy=WIRE_POLICY).flatten(self.message)
+        return Wire(sender=self.sender, recipients=[self.to], data=out.getvalue())
 
 
 def compose(
@@ -146,7 +202,8 @@ def compose(
         date=date,
         idempotency_key=idempotency_key,
     )
-    return ComposedEmail(to=recipient, message_id=mid, message=message)
+    sender = sender_address(mail_from)
+    return ComposedEmail(to=recipient, message_id=mid, message=message, sender=sender)
 
 
 def build_message(

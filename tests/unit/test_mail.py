@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import random
+import string
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
 import jinja2
 import pytest
-from aiosmtplib.email import flatten_message
+from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 
 from offload import mail
 from offload.models import EmailJob
@@ -118,3 +120,56 @@ def test_a_body_that_spells_the_boundary_does_not_split_the_message() -> None:
     assert parts == ["text/plain", "text/html"]
     text = parsed.get_body(preferencelist=("plain",))
     assert text is not None and trap.strip() in text.get_content()
+
+
+def test_a_short_header_is_written_as_compat32_folds_it() -> None:
+    # The wire policy skips `email.header.Header` for a one-line ASCII header that fits;
+    # for every value, long or short, it must write the bytes compat32 writes.
+    rnd = random.Random(17)
+    alphabet = string.ascii_letters + string.digits + string.punctuation + "  \t"
+    names = ["Subject", "To", "From", "X-Offload-Idempotency-Key", "Content-Type"]
+    for _ in range(20_000):
+        value = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 90)))
+        name = rnd.choice(names)
+        assert mail.WIRE_POLICY.fold_binary(name, value) == email.policy.compat32.fold_binary(
+            name, value
+        ), (name, value)
+
+
+@pytest.mark.parametrize(
+    ("name", "sender", "to"),
+    [
+        ("Ada", "Offload <noreply@offload.localhost>", "ada@example.com"),
+        ("Ada " + "Augusta " * 12, "noreply@offload.localhost", "ada@example.com"),
+        ("Zoë Ångström " * 8, "Offlöad Büro <noreply@offload.localhost>", "zoe@example.com"),
+    ],
+)
+def test_the_wire_bytes_are_what_send_message_would_send(name: str, sender: str, to: str) -> None:
+    composed = mail.compose(
+        "lead-confirmation",
+        {"name": name, "property": "Mill House"},
+        to=to,
+        idempotency_key="key-1",
+        mail_from=sender,
+        date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    wire = composed.wire()
+    assert wire is not None
+    # What aiosmtplib's send_message hands to sendmail for this message.
+    assert wire.sender == extract_sender(composed.message)
+    assert wire.recipients == extract_recipients(composed.message)
+    assert wire.data == flatten_message(composed.message)
+    assert wire.data.isascii(), "7-bit: no BODY=8BITMIME, no SMTPUTF8 needed"
+
+
+def test_an_address_beyond_ascii_goes_through_send_message() -> None:
+    composed = mail.compose(
+        "lead-confirmation",
+        {"name": "Zoë", "property": "Mill House"},
+        to="zoe@bücher.example",
+        idempotency_key="key-1",
+        mail_from="Offload <noreply@offload.localhost>",
+        date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    # SMTPUTF8 is send_message's to ask for (and to refuse when the server lacks it).
+    assert composed.wire() is None
