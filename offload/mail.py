@@ -14,13 +14,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email import charset
-from email._policybase import Compat32
 from email.generator import BytesGenerator
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import Compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from importlib import resources
 from typing import Any
