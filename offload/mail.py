@@ -221,8 +221,10 @@ def build_message(
     `EmailMessage`, whose header parsing was most of a send's work in the worker. Only an
     internationalised recipient address (sent with SMTPUTF8) needs `EmailMessage`.
     """
-    local, _, domain = to.rpartition("@")
-    recipient = str(Address(addr_spec=f"{local}@{domain}"))
+    # `to` is normalised by `check_address`: a dot-atom local part, never quoted. `Address`
+    # refuses a local part beyond ASCII (RFC 6532 allows it, with SMTPUTF8): such an
+    # address goes into the header as it is.
+    recipient = str(Address(addr_spec=to)) if to.isascii() else to
     headers = {"Message-ID": message_id, "Date": format_datetime(date)}
     headers["X-Offload-Idempotency-Key"] = idempotency_key
     if not recipient.isascii():

@@ -74,6 +74,7 @@ def test_the_idempotency_key_is_derived_from_the_content_when_none_is_given() ->
         ("Ada", "Offload <noreply@offload.localhost>", "ada@example.com"),
         ("Zoë Ångström " * 8, "Offlöad Büro <noreply@offload.localhost>", "zoe@example.com"),
         ("Zoë", "Offload <noreply@offload.localhost>", "zoe@bücher.example"),
+        ("Zoë", "Offload <noreply@offload.localhost>", "zoë@bücher.example"),
     ],
 )
 def test_a_built_message_reads_back_as_it_was_written(name: str, sender: str, to: str) -> None:
