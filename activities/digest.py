@@ -40,8 +40,11 @@ def about_recipient(err: Exception) -> bool:
     """Whether the server answered about this message (the connection is still good).
 
     A refused recipient or a refused message leaves the SMTP conversation usable for the
-    next one; a lost connection or a 421 (the server closing it) does not.
+    next one, and so does an address the server cannot take (no SMTPUTF8: nothing was
+    sent); a lost connection or a 421 (the server closing it) does not.
     """
+    if isinstance(err, aiosmtplib.SMTPNotSupported):
+        return True
     if isinstance(err, aiosmtplib.SMTPRecipientsRefused):
         return all(refusal.code != CLOSING for refusal in err.recipients)
     return isinstance(err, aiosmtplib.SMTPResponseException) and err.code != CLOSING

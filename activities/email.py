@@ -37,7 +37,8 @@ def permanent(error_type: str, message: str) -> ApplicationError:
 def classify_smtp_error(err: Exception) -> Exception:
     """Map an aiosmtplib error to a retryable error or a non-retryable `ApplicationError`.
 
-    5xx means the server will never take this message; 4xx and connection errors may heal.
+    5xx means the server will never take this message, nor will a server without SMTPUTF8
+    take it to an internationalised address; 4xx and connection errors may heal.
     Servers often echo the recipient in their reply: the message keeps the reply's code and
     words, with each address replaced by `<address>`, since it travels into logs.
     """
@@ -53,6 +54,13 @@ def classify_smtp_error(err: Exception) -> Exception:
         if 500 <= err.code < 600:
             return permanent("SmtpPermanentError", text)
         return SmtpTransientError(text)
+    if isinstance(err, aiosmtplib.SMTPNotSupported):
+        # aiosmtplib raises it, before MAIL, for an internationalised address the server
+        # cannot take: without SMTPUTF8 the message must not be sent (RFC 6531, 3.2).
+        return permanent(
+            "SmtpUtf8NotSupported",
+            "the mail server does not take internationalised addresses (no SMTPUTF8)",
+        )
     # SMTPServerDisconnected, SMTPConnectError, timeouts and socket errors.
     return SmtpTransientError(
         f"SMTP connection failed: {type(err).__name__}: {redact_addresses(str(err))}"

@@ -377,12 +377,15 @@ class SmtpSink:
         host: str = "127.0.0.1",
         rules: SinkRules | None = None,
         echo: Callable[[str], None] | None = None,
+        smtputf8: bool = True,
     ) -> None:
         self.maildir = maildir
         self.host = host
         self.port = port
         self.rules = rules or SinkRules()
         self.echo = echo
+        # Whether it takes internationalised addresses (RFC 6531), as most servers now do.
+        self.smtputf8 = smtputf8
         # A slow server: seconds to wait before answering DATA (shutdown and timeout tests).
         self.data_delay_seconds = 0.0
         # DATA commands begun: a test sees a message on the wire before it is accepted.
@@ -395,7 +398,11 @@ class SmtpSink:
         require_free_port(self.port, "SMTP sink", "SMTP_HOST", self.host)
         self.maildir.mkdir(parents=True, exist_ok=True)
         self._controller = Controller(
-            _SinkHandler(self), hostname=self.host, port=self.port, ready_timeout=10
+            _SinkHandler(self),
+            hostname=self.host,
+            port=self.port,
+            ready_timeout=10,
+            enable_SMTPUTF8=self.smtputf8,
         )
         self._controller.start()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiosmtplib
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -143,3 +145,38 @@ async def test_kept_connections_are_reused_dropped_after_a_failure_and_closed(
     await activities.close()
     assert not any(smtp.is_connected for smtp in opened)
     assert len(smtp_sink.messages()) == 4
+
+
+async def test_an_internationalised_address_is_sent_with_smtputf8(
+    settings: Settings, pool: Pool, smtp_sink: SmtpSink
+) -> None:
+    result = await ActivityEnvironment().run(
+        EmailActivities(settings, pool).send_email, job("zoë@bücher.example")
+    )
+    [message] = smtp_sink.messages()
+    assert result.status == "sent"
+    assert message["To"] == "zoë@bücher.example"
+    assert message["Message-ID"] == result.message_id
+
+
+async def test_a_server_without_smtputf8_refuses_an_internationalised_address_for_good(
+    settings: Settings, pool: Pool, tmp_path: Path
+) -> None:
+    # No retry can make this server take the address: the job fails (and is dead-lettered)
+    # at once, saying why, rather than spend its attempts.
+    sink = SmtpSink(tmp_path / "ascii-mail", port=free_port(), smtputf8=False)
+    sink.start()
+    ascii_only = settings.model_copy(update={"smtp_port": sink.port})
+    try:
+        with pytest.raises(ApplicationError) as caught:
+            await ActivityEnvironment().run(
+                EmailActivities(ascii_only, pool).send_email, job("zoe@bücher.example")
+            )
+        assert sink.messages() == []
+    finally:
+        sink.stop()
+    assert caught.value.type == "SmtpUtf8NotSupported"
+    assert caught.value.non_retryable
+    assert "SMTPUTF8" in caught.value.message
+    assert "zoe@" not in caught.value.message
+    assert await pool.fetchval("SELECT count(*) FROM email_log") == 0
