@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -167,6 +168,19 @@ class Settings(BaseSettings):
         if value.strip():
             return value
         return f"localhost:{info.data.get('dev_temporal_port', DEV_TEMPORAL_PORT)}"
+
+    @field_validator("mail_from")
+    @classmethod
+    def _ascii_sender(cls, value: str) -> str:
+        # The envelope sender of every email, and its From: an address beyond ASCII would
+        # need SMTPUTF8 for every message; a name may be beyond ASCII (RFC 2047 encodes it).
+        address = parseaddr(value)[1]
+        local, at, domain = address.rpartition("@")
+        if not (at and local and domain and address.isascii()):
+            raise ValueError(
+                "must be an ASCII address, with a name if you like: Offload <noreply@example.com>"
+            )
+        return value
 
     @field_validator("schedule_time_zone")
     @classmethod
