@@ -108,6 +108,20 @@ def sender_address(mail_from: str) -> str:
     return parseaddr(mail_from)[1]
 
 
+def check_sender(mail_from: str) -> str:
+    """`mail_from` if every email can carry it, else `ValueError` saying why.
+
+    It is the envelope sender of every email and its From: an address beyond ASCII would
+    need SMTPUTF8 for every message; a name may be beyond ASCII (RFC 2047 encodes it).
+    """
+    local, at, domain = sender_address(mail_from).rpartition("@")
+    if not (at and local and domain and (local + domain).isascii()):
+        raise ValueError(
+            "must be an ASCII address, with a name if you like: Offload <noreply@example.com>"
+        )
+    return mail_from
+
+
 def message_id(idempotency_key: str, mail_from: str) -> str:
     """The `Message-ID` of the email sent under `idempotency_key`: the same for every copy."""
     domain = sender_address(mail_from).rpartition("@")[2] or "offload.localhost"

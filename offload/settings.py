@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasGenerator, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from offload import mail
 from offload.models import ReportTuning, RetryConfig, field_of
 
 DEV_POSTGRES_PORT = 5433
@@ -172,15 +172,7 @@ class Settings(BaseSettings):
     @field_validator("mail_from")
     @classmethod
     def _ascii_sender(cls, value: str) -> str:
-        # The envelope sender of every email, and its From: an address beyond ASCII would
-        # need SMTPUTF8 for every message; a name may be beyond ASCII (RFC 2047 encodes it).
-        address = parseaddr(value)[1]
-        local, at, domain = address.rpartition("@")
-        if not (at and local and domain and address.isascii()):
-            raise ValueError(
-                "must be an ASCII address, with a name if you like: Offload <noreply@example.com>"
-            )
-        return value
+        return mail.check_sender(value)
 
     @field_validator("schedule_time_zone")
     @classmethod

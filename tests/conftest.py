@@ -121,6 +121,15 @@ def smtp_sink(tmp_path: Path) -> Iterator[SmtpSink]:
 
 
 @pytest.fixture
+def ascii_only_sink(tmp_path: Path) -> Iterator[SmtpSink]:
+    """A second sink, one that does not offer SMTPUTF8 (internationalised addresses)."""
+    sink = SmtpSink(tmp_path / "ascii-mail", port=free_port(), smtputf8=False)
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
 def feed() -> Iterator[SampleFeedServer]:
     """The sample market-data feed over HTTP, on a free port."""
     server = SampleFeedServer()

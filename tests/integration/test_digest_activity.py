@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from activities.email import SmtpTransientError
 from offload.db import Pool
 from offload.dev.stack import SmtpSink
 from offload.models import DigestBatch, DigestBatchProgress, DigestBatchResult, DigestPlan
-from offload.net import free_port
 from offload.settings import Settings
 
 DAY = date(2026, 11, 27)
@@ -111,24 +109,19 @@ async def test_a_refused_or_deferred_address_does_not_hold_back_the_batch(
 
 
 async def test_an_address_the_server_cannot_take_does_not_hold_back_the_batch(
-    settings: Settings, pool: Pool, tmp_path: Path
+    settings: Settings, pool: Pool, ascii_only_sink: SmtpSink
 ) -> None:
     # A server without SMTPUTF8 can never take an internationalised address: that agent's
     # digest fails for good, the connection stays good for the others.
     ids = await agents_with_leads(pool, 3)
     await pool.execute("UPDATE agents SET email = $1 WHERE id = $2", "zoë@bücher.example", ids[1])
-    sink = SmtpSink(tmp_path / "ascii-mail", port=free_port(), smtputf8=False)
-    sink.start()
-    try:
-        ascii_only = settings.model_copy(update={"smtp_port": sink.port})
-        result = await run_batch(DigestActivities(ascii_only, pool), ids, [])
-        assert (result.sent, result.refused) == (2, 1)
-        assert [(f.agent_id, f.error_type, f.retryable) for f in result.failures] == [
-            (ids[1], "SmtpUtf8NotSupported", False)
-        ]
-        assert len(sink.messages()) == 2
-    finally:
-        sink.stop()
+    ascii_only = settings.model_copy(update={"smtp_port": ascii_only_sink.port})
+    result = await run_batch(DigestActivities(ascii_only, pool), ids, [])
+    assert (result.sent, result.refused) == (2, 1)
+    assert [(f.agent_id, f.error_type, f.retryable) for f in result.failures] == [
+        (ids[1], "SmtpUtf8NotSupported", False)
+    ]
+    assert len(ascii_only_sink.messages()) == 2
 
 
 async def test_the_next_digest_starts_where_the_last_one_ended(

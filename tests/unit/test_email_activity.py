@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import aiosmtplib
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -160,21 +158,16 @@ async def test_an_internationalised_address_is_sent_with_smtputf8(
 
 
 async def test_a_server_without_smtputf8_refuses_an_internationalised_address_for_good(
-    settings: Settings, pool: Pool, tmp_path: Path
+    settings: Settings, pool: Pool, ascii_only_sink: SmtpSink
 ) -> None:
     # No retry can make this server take the address: the job fails (and is dead-lettered)
     # at once, saying why, rather than spend its attempts.
-    sink = SmtpSink(tmp_path / "ascii-mail", port=free_port(), smtputf8=False)
-    sink.start()
-    ascii_only = settings.model_copy(update={"smtp_port": sink.port})
-    try:
-        with pytest.raises(ApplicationError) as caught:
-            await ActivityEnvironment().run(
-                EmailActivities(ascii_only, pool).send_email, job("zoe@bücher.example")
-            )
-        assert sink.messages() == []
-    finally:
-        sink.stop()
+    ascii_only = settings.model_copy(update={"smtp_port": ascii_only_sink.port})
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(
+            EmailActivities(ascii_only, pool).send_email, job("zoe@bücher.example")
+        )
+    assert ascii_only_sink.messages() == []
     assert caught.value.type == "SmtpUtf8NotSupported"
     assert caught.value.non_retryable
     assert "SMTPUTF8" in caught.value.message
