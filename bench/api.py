@@ -16,14 +16,20 @@ worker, the Temporal server, the sink) the other half, also at the lowest CPU pr
 the clients: it runs beside the job side, at its usual priority, so it takes its CPU from
 the jobs, never from the API (on the request side it took 18-29 % of that core, which
 saturated at 100 req/s: docs/performance.md). The run checks at the end that every lead's
-email was delivered. `BENCH_API_JOBS=after` stops the job side (SIGSTOP) while the rates
-are measured, as if it ran on hosts of its own, and lets it drain the backlog after: the
-request path alone, since on this machine the jobs slow the requests beside them through
-memory and cache even on cores of their own. `BENCH_API_WORKER=1` measures the default
-of `offload api` instead: the API hosts its workflow worker and sends every lead's email
-itself, on the request side's cores. PostgreSQL is non-durable
-(`fsync=off`): this machine's disk stalls commits for up to 0.8 s, in bursts, and either
-endpoint's p99 was whichever requests a stall fell on (docs/performance.md).
+email was delivered.
+
+The job side still slows the requests beside it: the two vCPUs share caches and memory, and
+the jobs' statements run on the request side's PostgreSQL. The leads' jobs run during the
+lead blocks, so by default (`BENCH_API_JOBS=beside`) `bench.shadow`, on the job side,
+queues as many email jobs during each bare block, and both endpoints are measured beside the
+same job load. `BENCH_API_JOBS=during` leaves the bare blocks beside an idle job side, as
+this benchmark did until 2026-12-05. `BENCH_API_JOBS=after` stops the job side (SIGSTOP)
+while the rates are measured, as if it ran on hosts of its own, and lets it drain the
+backlog after: the request path alone. `BENCH_API_WORKER=1` measures the default of
+`offload api` instead: the API hosts its workflow worker and sends every lead's email
+itself, on the request side's cores. PostgreSQL is non-durable (`fsync=off`): this
+machine's disk stalls commits for up to 0.8 s, in bursts, and either endpoint's p99 was
+whichever requests a stall fell on (docs/performance.md).
 
 The load is open-loop: requests leave at fixed arrival times, whatever the earlier ones
 are doing, and each latency is counted from the time the request was due, not from when
@@ -97,11 +103,14 @@ SETTLE_SECONDS = 240
 # The API runs its own workflow worker (the default of `offload api`), or is a client only
 # beside a worker process (the request path alone: the default here).
 API_WORKER = os.environ.get("BENCH_API_WORKER", "0") == "1"
-# When the leads' jobs run: `during` the load, on the job side's cores (the default), or
-# `after` it: the job side (worker, Temporal server, sink) is stopped while the rates are
-# measured, as if it ran on hosts of its own, and drains the backlog once they are.
-JOBS = os.environ.get("BENCH_API_JOBS", "during")
-JOBS_CHOICES = ("during", "after")
+# When the job side works: `beside` both endpoints (the default): the leads' jobs run during
+# the lead blocks, and `bench.shadow` queues as many email jobs during the bare blocks, so
+# both endpoints are measured beside the same job load; `during` the lead blocks only (the
+# bare blocks beside an idle job side); or `after` the load: the job side (worker, Temporal
+# server, sink) is stopped while the rates are measured, as if it ran on hosts of its own,
+# and drains the backlog once they are.
+JOBS = os.environ.get("BENCH_API_JOBS", "during" if API_WORKER else "beside")
+JOBS_CHOICES = ("beside", "during", "after")
 # The client drops a kept-alive connection before the server does (uvicorn: after 5 s
 # idle), or a request sent on it as the server closes it fails (a ReadError).
 CLIENT_KEEPALIVE_SECONDS = 2.0
@@ -133,11 +142,16 @@ def lead_body(run: str, n: int) -> dict[str, str]:
 class Load:
     """An open-loop load generator over one keep-alive connection pool."""
 
-    def __init__(self, client: httpx.AsyncClient, run: str) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, run: str, shadow: subprocess.Popen[bytes] | None = None
+    ) -> None:
         self.client = client
         self.run = run
         self.sent = 0
         self.created: dict[str, int] = {LEAD: 0, BARE: 0}
+        # `bench.shadow`, which queues the bare blocks' job load (JOBS == "beside").
+        self.shadow = shadow
+        self.shadow_jobs = 0
 
     async def _one(self, path: str, due: float, block: Block) -> None:
         n = self.sent
@@ -159,6 +173,11 @@ class Load:
         block = Block()
         count = round(rate * seconds)
         start = time.perf_counter() + 0.005
+        if path == BARE and self.shadow is not None and self.shadow.stdin is not None:
+            # As many jobs as a lead block queues, beside the bare requests.
+            self.shadow.stdin.write(f"{rate} {seconds}\n".encode())
+            self.shadow.stdin.flush()
+            self.shadow_jobs += count
         sending: list[asyncio.Task[None]] = []
         for k in range(count):
             due = start + k / rate
@@ -218,7 +237,7 @@ def start_process(settings: Settings, root: Path, name: str, *args: str) -> subp
 
 
 def start_command(
-    settings: Settings, root: Path, name: str, *command: str
+    settings: Settings, root: Path, name: str, *command: str, stdin: int | None = None
 ) -> subprocess.Popen[bytes]:
     """`command` in its own process, with `settings` as its environment, output in NAME.log."""
     env = {**os.environ, **settings.to_env()}
@@ -226,6 +245,7 @@ def start_command(
     return subprocess.Popen(
         list(command),
         env=env,
+        stdin=stdin,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -271,6 +291,13 @@ JOBS_BESIDE_LIMIT = (
     "side stopped, BENCH_API_JOBS=after, the goal held in most runs); docs/performance.md, "
     '"POST /leads p99: the request path"'
 )
+# With the same job load beside both endpoints (JOBS == "beside").
+LEAD_WORK_LIMIT = (
+    "the lead's own work beside the same job load: its transaction's five round trips and the "
+    "relay's statements on the request side's PostgreSQL (CPU per request above), and the p99 "
+    "of 2 s blocks on two shared vCPUs, which one burst moves; docs/performance.md, "
+    '"POST /leads p99: the request path"'
+)
 REQUEST_CORE_LIMIT = (
     "the request core: the API shares it with PostgreSQL, and a burst of its run queue "
     'lands on the p99 of a run; docs/performance.md, "POST /leads p99: the request path"'
@@ -305,7 +332,9 @@ def row_of(runs: list[RateResult], note: str) -> Row:
         goal=goal,
         met=met,
         note=note,
-        limited_by=REQUEST_CORE_LIMIT if JOBS == "after" else JOBS_BESIDE_LIMIT,
+        limited_by={"after": REQUEST_CORE_LIMIT, "beside": LEAD_WORK_LIMIT}.get(
+            JOBS, JOBS_BESIDE_LIMIT
+        ),
     )
 
 
@@ -345,7 +374,24 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             settings.task_queue_prefix, OFFLOAD_METRICS_ADDRESS=f"127.0.0.1:{free_port()}"
         )
         worker = start_worker(worker_settings, root)
-    job_side = [stack.temporal.pid, *pids_of(stack.sink.process), *pids_of(worker)]
+    shadow = None
+    if JOBS == "beside":
+        shadow_settings = stack.settings(f"bench-{run}-shadow-")
+        shadow = start_command(
+            shadow_settings,
+            root,
+            "shadow",
+            sys.executable,
+            "-m",
+            "bench.shadow",
+            stdin=subprocess.PIPE,
+        )
+    job_side = [
+        stack.temporal.pid,
+        *pids_of(stack.sink.process),
+        *pids_of(worker),
+        *pids_of(shadow),
+    ]
     request_side = [api.pid, *pids_of(stack.postgres.process)]
     for pid in job_side:
         if pid is not None:
@@ -378,9 +424,10 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
         ) as client:
             await wait_for_api(client, api)
-            load = Load(client, run)
+            load = Load(client, run, shadow)
             worker_pid = {"worker": worker.pid} if worker else {}
-            processes = {"api": api.pid, **worker_pid, **stack.pids()}
+            shadow_pid = {"shadow": shadow.pid} if shadow else {}
+            processes = {"api": api.pid, **worker_pid, **shadow_pid, **stack.pids()}
             # Warm-up: connections open, code paths compiled, the Temporal client connected.
             for path in (LEAD, BARE):
                 await load.block(path, GOAL_RATE, WARMUP_SECONDS)
@@ -407,10 +454,13 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
         rows_, started = await outbox_settled(stack, expected, SETTLE_SECONDS)
         queue = queues.named(queues.WORKFLOWS, settings.task_queue_prefix)
         workflows = await workflows_on(temporal, queue, expected, SETTLE_SECONDS)
-        emails = await emails_in(stack, expected, SETTLE_SECONDS)
+        shadow_sent = await shadow_done(shadow, root) if shadow is not None else 0
+        emails = await emails_in(stack, expected + load.shadow_jobs, SETTLE_SECONDS)
         settled = time.monotonic() - settled
     finally:
         stop_process(api, timeout=20)
+        if shadow is not None:
+            stop_process(shadow, timeout=20)
         if worker is not None:
             stop_process(worker, timeout=20)
         stop_relay.set()
@@ -422,7 +472,7 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
             pin(os.getpid(), cores[0] | cores[1])
     load_text = load_note()
     all_started = rows_ == expected and started == rows_ and workflows == expected
-    all_sent = emails == expected
+    all_sent = emails == expected + load.shadow_jobs and shadow_sent == load.shadow_jobs
     checked = (
         f"{expected} leads posted: {rows_} outbox rows, {started} started, "
         f"{workflows} email workflows in Temporal" + ("" if all_started else " (NOT ALL STARTED)")
@@ -430,8 +480,15 @@ async def measure_on(stack: Stack, root: Path) -> list[Row]:
     sender = "the API's worker" if API_WORKER else "the worker (nice 19)"
     if JOBS == "after":
         sender += ", stopped during the load,"
-    worker_text = f"{sender} sent {emails} emails, the last {settled:.0f} s after the load" + (
-        "" if all_sent else " (NOT ALL SENT)"
+    shadow_text = (
+        f", and bench.shadow {shadow_sent} of the {load.shadow_jobs} it queued beside the bare "
+        "blocks"
+        if shadow is not None
+        else ""
+    )
+    worker_text = (
+        f"{sender} sent {emails - shadow_sent} emails{shadow_text}, the last {settled:.0f} s "
+        "after the load" + ("" if all_sent else " (NOT ALL SENT)")
     )
     rows = []
     for runs in results:
@@ -470,6 +527,18 @@ def merge(runs: list[RateResult]) -> RateResult:
     )
 
 
+async def shadow_done(shadow: subprocess.Popen[bytes], root: Path) -> int:
+    """How many of its jobs `bench.shadow` sent, once its input is closed and it has ended."""
+    if shadow.stdin is not None:
+        shadow.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        await asyncio.to_thread(shadow.wait, SETTLE_SECONDS)
+    for line in (root / "shadow.log").read_text().splitlines():
+        if line.startswith("sent "):
+            return int(line.split()[1])
+    return 0
+
+
 async def emails_in(stack: Stack, expected: int, seconds: float) -> int:
     """How many messages the sink holds, once `expected` are there or time is up."""
 
@@ -499,6 +568,11 @@ async def measure() -> list[Row]:
         raise SystemExit(
             "BENCH_API_JOBS=after needs BENCH_API_WORKER=0: "
             "jobs run by the API's own worker cannot be stopped apart from it"
+        )
+    if JOBS == "beside" and API_WORKER:
+        raise SystemExit(
+            "BENCH_API_JOBS=beside needs BENCH_API_WORKER=0: "
+            "the API's own worker runs the leads' jobs on the request side's cores"
         )
     with tempfile.TemporaryDirectory(prefix="offload-bench-api-") as tmp:
         root = Path(tmp)
